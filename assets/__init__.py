@@ -1,0 +1,1 @@
+"""Sample photos and small bundled data; see LICENSES.md."""

@@ -1,0 +1,3 @@
+from cnn_explorer.cli import main
+
+raise SystemExit(main())

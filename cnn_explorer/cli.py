@@ -1,0 +1,55 @@
+"""Command line: no arguments opens the window; subcommands work without one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cnn_explorer import __version__
+
+
+def _screenshot(args: argparse.Namespace) -> int:
+    from cnn_explorer.qt.app import screenshot
+
+    try:
+        size = tuple(int(v) for v in args.size.lower().split("x"))
+        if len(size) != 2 or min(size) < 200:
+            raise ValueError
+    except ValueError:
+        print(f"cnn-explorer: --size must look like 1400x900, not {args.size!r}", file=sys.stderr)
+        return 2
+    try:
+        written = screenshot(args.outdir, image=args.image, size=size)  # type: ignore[arg-type]
+    except RuntimeError as exc:
+        print(f"cnn-explorer: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnn-explorer",
+        description="See inside convolutional neural networks. Without a command, opens the window.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--image", metavar="PATH", help="open this image instead of the sample photo")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    shot = sub.add_parser("screenshot", help="render each page to a PNG (offscreen)")
+    shot.add_argument("outdir", metavar="OUTDIR", help="folder for ops.png, network.png, finetune.png")
+    shot.add_argument("--image", metavar="PATH", help="image to load instead of the sample photo")
+    shot.add_argument("--size", default="1400x900", help="window size WIDTHxHEIGHT (default 1400x900)")
+    shot.set_defaults(func=_screenshot)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        from cnn_explorer.qt.app import run_gui
+
+        return run_gui(image=args.image)
+    return int(args.func(args))

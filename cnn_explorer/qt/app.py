@@ -1,0 +1,92 @@
+"""QApplication set-up, the GUI entry point and the screenshot command."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QEventLoop, QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+
+
+def make_app(argv: list[str] | None = None) -> QApplication:
+    """The one QApplication, with pyqtgraph configured the same way for every view."""
+    import pyqtgraph as pg
+
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
+    QCoreApplication.setOrganizationName("CNN Explorer")
+    QCoreApplication.setApplicationName("cnn-explorer")
+    app.setApplicationDisplayName("CNN Explorer")
+    # Arrays are (row, column) everywhere in this app, as NumPy and torch index them.
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True, background="w", foreground="k")
+    return app
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 120.0, poll_ms: int = 25) -> bool:
+    """Run the event loop until ``predicate()`` holds (workers report through it) or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    loop = QEventLoop()
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        QTimer.singleShot(poll_ms, loop.quit)
+        loop.exec()
+    return True
+
+
+def run_gui(image: str | None = None) -> int:
+    from cnn_explorer.qt.main_window import MainWindow
+
+    app = make_app()
+    window = MainWindow(load_sample=image is None)
+    if image is not None:
+        window.open_image(image)
+    window.show()
+    return app.exec()
+
+
+def screenshot(
+    outdir: str | Path, image: str | None = None, size: tuple[int, int] = (1400, 900)
+) -> list[Path]:
+    """Render each page to OUTDIR/<page>.png after it has finished its work; returns the files written."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from cnn_explorer.qt.main_window import MainWindow
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    app = make_app()
+    # A throw-away settings file: pictures must not depend on (or change) the user's saved layout.
+    settings = QSettings(str(outdir / ".screenshot-settings.ini"), QSettings.Format.IniFormat)
+    settings.clear()
+    window = MainWindow(load_sample=image is None, settings=settings)
+    window._dialogs_enabled = False
+    if image is not None:
+        window.open_image(image)
+    window.resize(*size)
+    window.show()
+    errors: list[str] = []
+    window.image_failed.connect(errors.append)
+    wait_until(lambda: window.current_image is not None or bool(errors), 60)
+    if errors:
+        window.close()
+        raise RuntimeError(errors[0])
+    names = {"OpsLabPage": "ops", "NetworkPage": "network", "FineTunePage": "finetune"}
+    written = []
+    for index, page in enumerate(window.pages):
+        window.show_page(index)
+        wait_until(lambda: not window.is_busy(), 300)
+        page.prepare_screenshot()
+        wait_until(lambda: not window.is_busy(), 300)
+        # Two more turns of the event loop so the last results are painted.
+        wait_until(lambda: False, 0.2)
+        path = outdir / f"{names.get(type(page).__name__, type(page).__name__.lower())}.png"
+        if not window.grab().save(str(path)):
+            raise RuntimeError(f"could not write {path}")
+        written.append(path)
+    window.close()
+    app.processEvents()
+    (outdir / ".screenshot-settings.ini").unlink(missing_ok=True)
+    return written

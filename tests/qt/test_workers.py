@@ -1,0 +1,127 @@
+"""The worker layer: runs off the GUI thread, reports progress in order and throttled, cancels, joins."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import pytest
+from PySide6.QtCore import QThread
+
+from cnn_explorer.core.control import Control
+from cnn_explorer.qt import workers
+
+
+def _count_to(n: int, delay: float = 0.0):
+    for i in range(n):
+        if delay:
+            time.sleep(delay)
+        yield i
+    return "counted"
+
+
+def test_generator_job_reports_every_event_in_order_and_returns(qtbot):
+    job = workers.start_job(_count_to, 2000)
+    batches: list[list] = []
+    job.events.connect(batches.append)
+    with qtbot.waitSignal(job.result, timeout=10_000) as result:
+        pass
+    assert result.args == ["counted"]
+    assert [e for b in batches for e in b] == list(range(2000))
+    assert len(batches) < 2000  # batched, not one signal per event
+    qtbot.waitUntil(lambda: not job.is_running)
+    assert workers.active_jobs() == []
+
+
+def test_events_arrive_at_most_about_20_times_a_second(qtbot):
+    job = workers.start_job(_count_to, 300, 0.002)  # ~0.6 s of steady events
+    stamps: list[float] = []
+    job.events.connect(lambda _b: stamps.append(time.monotonic()))
+    with qtbot.waitSignal(job.finished, timeout=10_000):
+        pass
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    # The last batch is flushed at completion without waiting for the timer; every other gap is throttled.
+    assert len(gaps) > 5 and min(gaps[:-1]) >= 0.03
+
+
+def test_function_runs_off_the_gui_thread_and_reports_through_control(qtbot):
+    main = threading.get_ident()
+
+    def work(x: int, control: Control) -> tuple[int, bool]:
+        control.report("halfway")
+        return x * 2, threading.get_ident() != main
+
+    job = workers.start_job(work, 21)
+    seen: list = []
+    job.events.connect(seen.extend)
+    with qtbot.waitSignal(job.result, timeout=5000) as result:
+        pass
+    assert result.args == [(42, True)]
+    assert seen == ["halfway"]
+
+
+def test_cancel_stops_a_long_job_and_emits_cancelled_not_result(qtbot):
+    job = workers.start_job(_count_to, 10_000_000, 0.001)
+    got_result = []
+    job.result.connect(got_result.append)
+    qtbot.waitUntil(lambda: job.is_running)
+    with qtbot.waitSignals([job.cancelled, job.finished], timeout=5000, order="strict"):
+        job.cancel()
+    assert got_result == []
+    assert job.outcome == "cancelled"
+    assert not job._thread.isRunning()
+
+
+def test_failure_reaches_the_gui_with_its_message(qtbot):
+    def broken() -> None:
+        raise ValueError("the kernel is larger than the image")
+
+    job = workers.start_job(broken)
+    with qtbot.waitSignal(job.failed, timeout=5000) as failed:
+        pass
+    assert isinstance(failed.args[0], ValueError)
+    assert "larger than the image" in str(failed.args[0])
+
+
+def test_pause_holds_and_resume_continues(qtbot):
+    job = workers.start_job(_count_to, 400, 0.002)
+    seen: list = []
+    job.events.connect(seen.extend)
+    qtbot.waitUntil(lambda: len(seen) > 5, timeout=5000)
+    job.pause()
+    qtbot.wait(150)  # let any in-flight batch land
+    held = len(seen)
+    qtbot.wait(300)
+    assert len(seen) <= held + 1
+    job.resume()
+    with qtbot.waitSignal(job.finished, timeout=10_000):
+        pass
+    assert seen == list(range(400))
+
+
+def test_job_slot_cancels_the_stale_job(qtbot):
+    slot = workers.JobSlot()
+    first = slot.start(_count_to, 10_000_000, 0.001)
+    second = slot.start(_count_to, 3)
+    assert slot.is_current(second) and not slot.is_current(first)
+    with qtbot.waitSignals([first.finished, second.finished], timeout=5000):
+        pass
+    assert first.outcome == "cancelled" and second.outcome == "result"
+
+
+def test_shutdown_joins_everything(qtbot):
+    jobs = [workers.start_job(_count_to, 10_000_000, 0.001) for _ in range(3)]
+    qtbot.waitUntil(lambda: all(j._thread.isRunning() for j in jobs))
+    assert workers.shutdown(timeout_ms=5000) == []
+    assert all(not j._thread.isRunning() for j in jobs)
+    assert workers.active_jobs() == []
+
+
+@pytest.mark.parametrize("n", [1])
+def test_no_thread_is_left_running(qtbot, n):
+    job = workers.start_job(_count_to, n)
+    with qtbot.waitSignal(job.finished, timeout=5000):
+        pass
+    assert not job._thread.isRunning()
+    assert isinstance(job._thread, QThread)
