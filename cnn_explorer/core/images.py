@@ -196,9 +196,18 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in SUPPORTED_SUFFIXES
 
 
+def assets_dir() -> Path:
+    """The bundled assets: installed as the package ``cnn_explorer.assets``; in a bare source checkout,
+    the top-level ``assets/`` folder beside the package."""
+    try:
+        return Path(str(resources.files("cnn_explorer.assets")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "assets"
+
+
 def sample_images() -> list[Path]:
     """The bundled sample photos, the cat first (the app opens with it)."""
-    folder = Path(str(resources.files("cnn_explorer.assets")))
+    folder = assets_dir()
     found = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg") and p.stem != "icon")
     found.sort(key=lambda p: (p.stem != "chelsea", p.stem))
     return found

@@ -9,7 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEventLoop, QSettings, QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
+
+from cnn_explorer.core.images import assets_dir
 
 
 def make_app(argv: list[str] | None = None) -> QApplication:
@@ -20,6 +23,9 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     QCoreApplication.setOrganizationName("CNN Explorer")
     QCoreApplication.setApplicationName("cnn-explorer")
     app.setApplicationDisplayName("CNN Explorer")
+    icon = assets_dir() / "icon.png"
+    if icon.exists():
+        app.setWindowIcon(QIcon(str(icon)))
     # Arrays are (row, column) everywhere in this app, as NumPy and torch index them.
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=True, background="w", foreground="k")
     return app
