@@ -1,0 +1,310 @@
+"""The ``finetune`` and ``predict`` subcommands: the fine-tuning engine of core.training, in a terminal.
+
+``cli.py`` calls :func:`register` with its subparsers; each command sets ``func`` to a function that takes the
+parsed arguments and returns the process exit code:
+
+- 0 success; 1 training diverged or failed, or an image could not be read by ``predict``;
+- 2 unusable input (dataset, settings, run folder, model); 130 stopped with Ctrl+C (checkpoint kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tqdm import tqdm
+
+from cnn_explorer.core import zoo
+from cnn_explorer.core.control import Cancelled, Control
+from cnn_explorer.core.data import Augmentation, DatasetError, DatasetScan, ScanProgress, scan_dataset
+from cnn_explorer.core.runs import RunDirError, new_run_dir
+from cnn_explorer.core.training import (
+    OPTIMIZERS,
+    SCHEDULES,
+    STRATEGIES,
+    CheckpointSaved,
+    ConfigError,
+    EpochEnd,
+    FileSkipped,
+    Finished,
+    Notice,
+    RunStarted,
+    StepEnd,
+    TrainConfig,
+    ValidationStep,
+    fit,
+    load_run_model,
+    predict_files,
+    resume,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+_INPUT_ERRORS = (DatasetError, ConfigError, RunDirError, zoo.ModelLoadError)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``finetune`` and ``predict`` to the main parser's subcommands."""
+    defaults = TrainConfig()
+    p = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a pretrained model on a folder of labelled images",
+        description=(
+            "Fine-tune a model on DATA, a folder with one sub-folder of images per class "
+            "(DATA/<class>/*.jpg, split into train/val here) or DATA/train/<class> + DATA/val/<class>. "
+            "The run folder receives config.json, metrics.csv, best.pt, last.pt, the confusion matrix "
+            "and the misclassified validation images. Ctrl+C stops and keeps a checkpoint; "
+            "--resume continues."
+        ),
+    )
+    p.add_argument("data", nargs="?", metavar="DATA", help="dataset folder (not needed with --resume)")
+    p.add_argument("--model", default=defaults.model, help=f"model name (default {defaults.model})")
+    p.add_argument("--strategy", choices=STRATEGIES, default=defaults.strategy)
+    p.add_argument("--epochs", type=int, default=None, help=f"number of epochs (default {defaults.epochs})")
+    p.add_argument(
+        "--out", metavar="RUN_DIR", type=Path, help="run folder (default runs/<time>_<model>_<strategy>)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument(
+        "--top-blocks", type=int, default=defaults.top_blocks, help="blocks trained by fine-tune-top"
+    )
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: chosen for the strategy)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    p.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
+    p.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    p.add_argument("--image-size", type=int, default=None, help="input crop in pixels (default: the model's)")
+    p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=defaults.device)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--no-augment", action="store_true", help="no random crops/flips for training images")
+    p.add_argument("--rotation", type=float, default=0.0, help="random rotation in degrees")
+    p.add_argument("--color-jitter", type=float, default=0.0, help="random brightness/contrast/saturation")
+    p.add_argument("--no-cache", action="store_true", help="feature extractor: do not cache embeddings")
+    p.add_argument("--thorough-scan", action="store_true", help="decode every image before training")
+    p.add_argument("--offline", action="store_true", help="never download pretrained weights")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_finetune)
+
+    q = subparsers.add_parser(
+        "predict",
+        help="classify images with a fine-tuned model",
+        description="Print the top-k classes with probabilities for each IMAGE, using RUN_DIR's best.pt "
+        "(or a checkpoint file given directly).",
+    )
+    q.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="run folder or checkpoint file")
+    q.add_argument("images", metavar="IMAGE", nargs="+", type=Path)
+    q.add_argument("--top-k", type=int, default=5)
+    q.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    q.set_defaults(func=run_predict)
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    aug = Augmentation.none() if args.no_augment else Augmentation()
+    aug.rotation, aug.color_jitter = args.rotation, args.color_jitter
+    return TrainConfig(
+        data=str(Path(args.data).expanduser().resolve()),
+        model=args.model,
+        strategy=args.strategy,
+        top_blocks=args.top_blocks,
+        epochs=args.epochs if args.epochs is not None else TrainConfig().epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        label_smoothing=args.label_smoothing,
+        augmentation=aug,
+        cache_embeddings=not args.no_cache,
+        image_size=args.image_size,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        device=args.device,
+        num_workers=args.workers,
+        allow_download=not args.offline,
+    )
+
+
+@contextmanager
+def _ctrl_c_cancels(control: Control) -> Iterator[None]:
+    """First Ctrl+C asks the run to stop at the next step (it saves a checkpoint); a second one aborts."""
+
+    def handler(signum, frame):
+        if control.cancelled:
+            raise KeyboardInterrupt
+        control.cancel()
+        tqdm.write("Stopping after this step (Ctrl+C again to abort)…", file=sys.stderr)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _fmt(x: float, pattern: str = "{:.4f}") -> str:
+    return pattern.format(x) if math.isfinite(x) else "n/a"
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    err = sys.stderr
+    control = Control()
+    try:
+        if args.resume:
+            if args.out is None:
+                print("error: --resume needs --out RUN_DIR, the run to continue", file=err)
+                return EXIT_BAD_INPUT
+            events = resume(args.out, epochs=args.epochs, lr=args.lr, control=control)
+        else:
+            if not args.data:
+                print("error: give the dataset folder DATA (or --resume with --out RUN_DIR)", file=err)
+                return EXIT_BAD_INPUT
+            config = _config_from_args(args)
+            config.validate()
+            scan = _scan(config, args.quiet)
+            print(scan.summary())
+            out = args.out or new_run_dir(Path("runs"), config.model, config.strategy)
+            events = fit(config, out, scan=scan, control=control)
+        with _ctrl_c_cancels(control):
+            return _drive(events, args.quiet)
+    except _INPUT_ERRORS as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_BAD_INPUT
+    except (Cancelled, KeyboardInterrupt):
+        print("Stopped. The last checkpoint is kept; continue with --resume --out RUN_DIR.", file=err)
+        return EXIT_INTERRUPTED
+
+
+def _scan(config: TrainConfig, quiet: bool) -> DatasetScan:
+    bar = None if quiet else tqdm(desc="Checking images", unit="img", leave=False, file=sys.stderr)
+
+    def progress(event: object) -> None:
+        if bar is not None and isinstance(event, ScanProgress):
+            bar.total = event.total
+            bar.n = event.done
+            bar.refresh()
+
+    control = Control(report=progress)
+    try:
+        with _ctrl_c_cancels(control):
+            return scan_dataset(
+                config.data, val_fraction=config.val_fraction, seed=config.seed, control=control
+            )
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _drive(events, quiet: bool) -> int:
+    """Consume training events: progress bar, one line per epoch, the final report."""
+    bar: tqdm | None = None
+    out = sys.stdout
+    try:
+        while True:
+            try:
+                ev = next(events)
+            except StopIteration as stop:
+                summary = stop.value
+                break
+            if isinstance(ev, RunStarted):
+                print(
+                    f"Run folder: {ev.run_dir}\n{ev.config.model}, {ev.config.strategy}, "
+                    f"{ev.trainable_params:,} of {ev.total_params:,} parameters trained, on {ev.device}; "
+                    f"{ev.n_train} training / {ev.n_val} validation images\nStarting weights: {ev.weights}",
+                    file=out,
+                )
+                if not quiet:
+                    done = ev.start_epoch * ev.steps_per_epoch + ev.start_step
+                    bar = tqdm(
+                        total=ev.total_steps, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True
+                    )
+            elif isinstance(ev, StepEnd):
+                if bar is not None:
+                    bar.set_description(f"epoch {ev.epoch}", refresh=False)
+                    bar.set_postfix(
+                        loss=f"{ev.loss:.3f}",
+                        lr=f"{ev.lr:.2g}",
+                        img_s=f"{ev.images_per_s:.0f}",
+                        refresh=False,
+                    )
+                    bar.update(ev.global_step - bar.n)
+            elif isinstance(ev, ValidationStep):
+                if bar is not None:
+                    bar.set_description(f"epoch {ev.epoch} validating {ev.step}/{ev.steps}")
+            elif isinstance(ev, EpochEnd):
+                pct = "{:.1%}"
+                parts = [
+                    f"epoch {ev.epoch}/{ev.epochs}",
+                    f"train loss {_fmt(ev.train_loss)} acc {_fmt(ev.train_acc, pct)}",
+                    f"val loss {_fmt(ev.val_loss)} acc {_fmt(ev.val_acc, pct)}",
+                    f"lr {ev.lr:.3g}",
+                    f"{ev.images_per_s:.0f} img/s, {ev.seconds:.1f} s{'  *best' if ev.is_best else ''}",
+                ]
+                line = " | ".join(parts)
+                _write(line, bar, out)
+            elif isinstance(ev, (Notice, FileSkipped)):
+                text = ev.message if isinstance(ev, Notice) else f"skipped unreadable {ev.path}: {ev.reason}"
+                _write(f"note: {text}", bar, sys.stderr)
+            elif isinstance(ev, CheckpointSaved):
+                pass  # implied by the epoch line; the paths are printed at the end
+            elif isinstance(ev, Finished):
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                print(ev.message, file=out if ev.status == "finished" else sys.stderr)
+                if ev.confusion is not None and ev.status == "finished":
+                    print(_per_class_table(ev.class_names, ev.per_class_acc), file=out)
+                    print(f"Best model: {ev.run_dir / 'best.pt'}", file=out)
+    finally:
+        if bar is not None:
+            bar.close()
+    return EXIT_OK if summary.status == "finished" else EXIT_FAILED
+
+
+def _write(line: str, bar: tqdm | None, stream) -> None:
+    if bar is not None:
+        tqdm.write(line, file=stream)
+    else:
+        print(line, file=stream)
+
+
+def _per_class_table(names: list[str], acc) -> str:
+    width = max(len(n) for n in names)
+    rows = [f"  {n:<{width}}  {_fmt(float(a), '{:.1%}')}" for n, a in zip(names, acc, strict=True)]
+    return "Validation accuracy per class (best epoch):\n" + "\n".join(rows)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    try:
+        if args.run_dir.is_file():
+            loaded = zoo.load_model_file(args.run_dir)
+        else:
+            loaded = load_run_model(args.run_dir, which=args.checkpoint)
+    except (RunDirError, zoo.ModelLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.top_k < 1:
+        print("error: --top-k must be at least 1", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    results = predict_files(loaded, args.images, top_k=args.top_k)
+    width = max(len(c) for c in loaded.categories)
+    failed = 0
+    for r in results:
+        if r.error:
+            failed += 1
+            print(f"error: {r.error}", file=sys.stderr)
+            continue
+        print(r.path)
+        for rank, (name, p) in enumerate(r.top, start=1):
+            print(f"  {rank}. {name:<{width}}  {p:6.1%}")
+    return EXIT_FAILED if failed else EXIT_OK

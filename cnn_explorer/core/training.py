@@ -1,0 +1,1087 @@
+"""Fine-tuning as a plain PyTorch loop that yields typed events.
+
+``fit(config, run_dir)`` is a generator: iterate it to train. It yields :class:`RunStarted`, then per step
+:class:`StepEnd`, per epoch :class:`EpochEnd` and :class:`CheckpointSaved`, and finally :class:`Finished`;
+its return value (``StopIteration.value``) is the run's :class:`~cnn_explorer.core.runs.RunSummary`. The GUI
+runs it through ``qt.workers.start_job`` and the CLI with a tqdm bar; both call this same function.
+
+Pause and cancel are cooperative (``control.checkpoint()`` before every step). A cancelled run, or one whose
+generator is closed, saves ``last.pt`` at the step it reached and can be resumed with :func:`resume`; a run
+whose loss becomes NaN or infinite stops with status "diverged" and keeps its last good checkpoint.
+
+Strategies follow the usual transfer-learning guide: the feature extractor trains only a new linear head on
+a frozen backbone (caching the backbone's embeddings, so epochs after the first cost only the head),
+"fine-tune-top" also trains the top N backbone blocks, "fine-tune-all" trains everything from the
+pretrained weights, "scratch" trains everything from random weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from cnn_explorer.core import zoo
+from cnn_explorer.core.control import Cancelled, Control, checkpoint
+from cnn_explorer.core.data import (
+    Augmentation,
+    Batch,
+    DatasetScan,
+    ImageSamples,
+    collate_skipping_bad,
+    make_transform,
+    scan_dataset,
+)
+from cnn_explorer.core.images import ImageLoadError, open_image
+from cnn_explorer.core.runs import (
+    EpochMetrics,
+    Misclassified,
+    RunDir,
+    RunDirError,
+    RunSummary,
+    ValPrediction,
+)
+
+STRATEGIES = ("feature-extractor", "fine-tune-top", "fine-tune-all", "scratch")
+STRATEGY_TITLES = {
+    "feature-extractor": "Feature extractor (frozen backbone, new linear head)",
+    "fine-tune-top": "Fine-tune the top blocks",
+    "fine-tune-all": "Fine-tune everything",
+    "scratch": "Train from scratch",
+}
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("constant", "step", "cosine")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Learning rates that work for each strategy: a new head can learn fast; pretrained layers need small
+# steps or they forget what they know.
+_DEFAULT_LR = {
+    "sgd": {"feature-extractor": 0.01, "fine-tune-top": 0.005, "fine-tune-all": 0.002, "scratch": 0.05},
+    "adamw": {"feature-extractor": 1e-3, "fine-tune-top": 3e-4, "fine-tune-all": 1e-4, "scratch": 1e-3},
+}
+# Above this many images a dataset counts as "large" in the rule of thumb (a few thousand is where
+# fine-tuning whole networks stops overfitting quickly).
+SMALL_DATASET_IMAGES = 5000
+_MAX_CACHE_BYTES = 2 * 1024**3  # embeddings beyond this are not kept in memory
+_STEP_LOG_EVERY = 20  # steps.csv rows are written in bunches
+
+
+class ConfigError(ValueError):
+    """A setting is out of range; ``str(err)`` names it."""
+
+
+# -- configuration ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; stored as the run's config.json."""
+
+    data: str = ""  # dataset folder (see core.data)
+    model: str = zoo.DEFAULT_MODEL
+    strategy: str = "feature-extractor"
+    top_blocks: int = 2  # for "fine-tune-top"
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float | None = None  # None: a default for the strategy and optimizer (see effective_lr)
+    optimizer: str = "sgd"  # "sgd" (momentum, as in the course) or "adamw"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # "constant", "step" or "cosine" (per step)
+    step_epochs: int = 0  # "step": multiply the lr by gamma every this many epochs (0: a third of the run)
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    cache_embeddings: bool = True  # feature extractor: compute the frozen backbone once
+    image_size: int | None = None  # input crop in pixels; None: the model's own (smaller trains faster)
+    val_fraction: float = 0.2  # for root/<class>/ datasets
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0  # DataLoader worker processes
+    allow_download: bool = True  # pretrained weights may be downloaded if not cached
+
+    def effective_lr(self) -> float:
+        return float(self.lr) if self.lr is not None else _DEFAULT_LR[self.optimizer][self.strategy]
+
+    def validate(self) -> None:
+        """ConfigError naming the first bad setting."""
+        checks = [
+            (self.strategy in STRATEGIES, f"strategy must be one of {', '.join(STRATEGIES)}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 1, "batch size must be at least 1"),
+            (self.top_blocks >= 1, "top blocks must be at least 1"),
+            (self.lr is None or (math.isfinite(self.lr) and self.lr > 0), "learning rate must be positive"),
+            (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+            (self.weight_decay >= 0, "weight decay must not be negative"),
+            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
+            (self.image_size is None or self.image_size >= 16, "image size must be at least 16 pixels"),
+            (0 < self.val_fraction < 1, "validation fraction must be between 0 and 1"),
+            (self.num_workers >= 0, "num_workers must not be negative"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"Invalid setting: {message}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["augmentation"] = self.augmentation.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if isinstance(kw.get("augmentation"), dict):
+            kw["augmentation"] = Augmentation.from_dict(kw["augmentation"])
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    strategy: str
+    reason: str
+
+
+def recommend_strategy(n_images: int, similar_to_imagenet: bool) -> Recommendation:
+    """The course's rule of thumb: dataset size (small/large) × similarity to ImageNet."""
+    small = n_images < SMALL_DATASET_IMAGES
+    size = f"{n_images} images is {'a small' if small else 'a large'} dataset"
+    if small and similar_to_imagenet:
+        return Recommendation(
+            "feature-extractor",
+            f"{size} and the pictures resemble ImageNet's: the pretrained features already describe them, "
+            "and fine-tuning many weights on few images would overfit. Train only a new linear head.",
+        )
+    if small:
+        return Recommendation(
+            "fine-tune-top",
+            f"{size} but the pictures differ from ImageNet's: the early, generic layers (edges, textures) "
+            "still help, the top layers are too ImageNet-specific. Freeze the early blocks and retrain the "
+            "top few with a small learning rate; too few images to retrain everything without overfitting.",
+        )
+    if similar_to_imagenet:
+        return Recommendation(
+            "fine-tune-all",
+            f"{size} and the pictures resemble ImageNet's: there is enough data to adjust every layer "
+            "without overfitting, starting from the pretrained weights with a small learning rate.",
+        )
+    return Recommendation(
+        "scratch",
+        f"{size} and the pictures differ from ImageNet's: there is enough data to learn features of its "
+        "own. (Starting from pretrained weights — fine-tune everything — often still converges faster.)",
+    )
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA, then Apple's MPS, then the CPU; an unavailable explicit choice is an error."""
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        raise ConfigError("CUDA was chosen but PyTorch sees no CUDA GPU here; choose 'auto' or 'cpu'.")
+    if name == "mps" and not mps:
+        raise ConfigError("MPS was chosen but this PyTorch has no Apple GPU support here; choose 'cpu'.")
+    return torch.device(name)
+
+
+# -- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_dir: Path
+    config: TrainConfig
+    class_names: list[str]
+    n_train: int
+    n_val: int
+    device: str
+    weights: str  # where the starting weights came from
+    steps_per_epoch: int
+    total_steps: int
+    start_epoch: int  # epochs already done (0 unless resumed)
+    start_step: int  # steps already done in that epoch (resuming mid-epoch)
+    trainable_params: int
+    total_params: int
+    cached: bool  # feature extractor with the embedding cache
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know that does not stop the run."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class FileSkipped:
+    """An image that failed to decode during training; skipped, reported once."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class StepEnd:
+    epoch: int  # 1-based
+    step: int  # 1-based within the epoch
+    steps_per_epoch: int
+    global_step: int  # 1-based over the run
+    total_steps: int
+    loss: float
+    lr: float
+    images_per_s: float  # smoothed
+    eta_s: float  # seconds to the end of the run (estimate)
+
+
+@dataclass(frozen=True)
+class ValidationStep:
+    epoch: int
+    step: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    epoch: int  # 1-based
+    epochs: int
+    train_loss: float  # mean over the epoch (with label smoothing, as optimised)
+    train_acc: float
+    val_loss: float  # plain cross-entropy
+    val_acc: float
+    lr: float  # at the end of the epoch
+    images_per_s: float  # training images per second over the epoch
+    seconds: float
+    eta_s: float
+    is_best: bool
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    path: Path
+    kind: str  # "best" or "last"
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    status: str  # "finished" or "diverged"
+    message: str
+    run_dir: Path
+    best_epoch: int
+    best_val_acc: float
+    class_names: list[str]
+    confusion: np.ndarray | None  # (C, C) of the best epoch, rows = true class
+    per_class_acc: np.ndarray | None  # (C,), NaN for a class without validation images
+    misclassified: list[Misclassified]
+    predictions: list[ValPrediction]  # every readable validation image (filter by true/predicted for a cell)
+
+
+TrainEvent = (
+    RunStarted | Notice | FileSkipped | StepEnd | ValidationStep | EpochEnd | CheckpointSaved | Finished
+)
+
+
+# -- public entry points ---------------------------------------------------------------------------------
+
+
+def fit(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    scan: DatasetScan | None = None,
+    control: Control | None = None,
+) -> Generator[TrainEvent, None, RunSummary]:
+    """Train ``config.model`` on ``config.data`` (or the given ``scan``) into the new folder ``run_dir``.
+
+    Raises DatasetError / ConfigError / RunDirError / zoo.ModelLoadError before training for bad inputs,
+    and Cancelled (after saving last.pt) when ``control`` is cancelled.
+    """
+    config.validate()
+    # An unknown model or unavailable GPU is reported before the dataset is scanned or a folder made.
+    zoo.get_info(config.model)
+    resolve_device(config.device)
+    if scan is None:
+        scan = scan_dataset(config.data, val_fraction=config.val_fraction, seed=config.seed, control=control)
+    if not config.data:
+        config = dataclasses.replace(config, data=str(scan.root))
+    run = RunDir.create(run_dir, config.to_dict(), scan.to_dict())
+    summary = yield from _Trainer(run, config, scan, None, control).run()
+    return summary
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    control: Control | None = None,
+) -> Generator[TrainEvent, None, RunSummary]:
+    """Continue a stopped, diverged or finished run from its last.pt; ``epochs`` sets a new total."""
+    run = RunDir(run_dir)
+    if not run.exists():
+        raise RunDirError(f"{run.path} is not a run directory (config.json is missing).")
+    config = TrainConfig.from_dict(run.read_config())
+    if epochs is not None:
+        config.epochs = int(epochs)
+    if lr is not None:
+        config.lr = float(lr)
+    config.validate()
+    if not run.last_checkpoint.is_file():
+        raise RunDirError(
+            f"{run.path} has no last.pt to resume from: the run stopped before saving anything. "
+            "Start it again."
+        )
+    state = zoo.read_checkpoint(run.last_checkpoint)
+    if int(state.get("epoch", 0)) >= config.epochs and int(state.get("step", 0)) == 0:
+        raise RunDirError(
+            f"The run in {run.path} has already done {state.get('epoch')} of {config.epochs} epochs; "
+            "give a larger number of epochs to continue it."
+        )
+    scan = DatasetScan.from_dict(run.read_dataset())
+    run.write_config(config.to_dict())
+    summary = yield from _Trainer(run, config, scan, state, control).run()
+    return summary
+
+
+def run_to_end(events: Generator[TrainEvent, None, RunSummary]) -> tuple[list[TrainEvent], RunSummary]:
+    """Drain a fit()/resume() generator: (every event, the summary). For scripts and tests."""
+    collected: list[TrainEvent] = []
+    while True:
+        try:
+            collected.append(next(events))
+        except StopIteration as stop:
+            return collected, stop.value
+
+
+# -- the loop --------------------------------------------------------------------------------------------
+
+
+def _batch_plan(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The shuffled batches of one epoch; a function of (seed, epoch) only, so a resumed epoch repeats it."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=g).tolist()
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches.pop()  # BatchNorm cannot train on a batch of one; that image is seen in other epochs
+    return batches
+
+
+def lr_factor(
+    schedule: str, global_step: int, total_steps: int, steps_per_epoch: int, step_epochs: int, gamma: float
+) -> float:
+    """Multiplier of the base learning rate at a (0-based) step."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(global_step, total_steps) / max(total_steps, 1)))
+    if schedule == "step":
+        return gamma ** ((global_step // max(steps_per_epoch, 1)) // max(step_epochs, 1))
+    return 1.0
+
+
+@dataclass
+class _EpochTally:
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+
+    def add(self, loss: float, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        n = int(labels.numel())
+        self.loss_sum += loss * n
+        self.correct += int((logits.argmax(1) == labels).sum())
+        self.seen += n
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.seen if self.seen else float("nan")
+
+    @property
+    def acc(self) -> float:
+        return self.correct / self.seen if self.seen else float("nan")
+
+
+class _Diverged(Exception):
+    pass
+
+
+class _Trainer:
+    def __init__(
+        self,
+        run: RunDir,
+        config: TrainConfig,
+        scan: DatasetScan,
+        state: dict[str, Any] | None,
+        control: Control | None,
+    ) -> None:
+        self.run_dir = run
+        self.config = config
+        self.scan = scan
+        self.state = state  # a last.pt to resume from
+        self.control = control
+        self.class_names = list(scan.class_names)
+        self.step_rows: list[tuple[int, int, int, float, float]] = []
+        self.skipped: dict[str, str] = {}  # path -> reason, for files that failed while training
+        self.epoch_done = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.tally = _EpochTally()
+        self.last_loss = float("nan")
+        self.last_lr = 0.0
+        self.best = (-1.0, float("inf"), 0)  # (val acc, val loss, epoch)
+        self.session_start = time.time()
+        self.prior_seconds = 0.0
+
+    # -- setup --------------------------------------------------------------------------------------------
+    def _setup(self) -> list[TrainEvent]:
+        cfg, notices = self.config, []
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed + (int(self.state["epoch"]) if self.state else 0))
+        pretrained = cfg.strategy != "scratch" and self.state is None
+        loaded = zoo.build_model(
+            cfg.model,
+            class_names=self.class_names,
+            pretrained=pretrained,
+            allow_download=cfg.allow_download,
+            control=self.control,
+        )
+        self.model = loaded.model
+        self.weights_detail = loaded.weights_detail
+        if pretrained and loaded.weights == "untrained":
+            notices.append(
+                Notice(
+                    f"No pretrained weights for {loaded.info.title} are available ({loaded.weights_detail}); "
+                    "it starts from random weights, so this run is in effect training from scratch. "
+                    f"{zoo.get_info(zoo.DEFAULT_MODEL).title} has weights that work offline."
+                )
+            )
+        if self.state is not None:
+            self.model.load_state_dict(self.state["state_dict"])
+            self.preprocess = zoo.Preprocess.from_dict(self.state["preprocess"])
+            self.weights_detail = f"resumed from {self.run_dir.last_checkpoint}"
+        else:
+            self.preprocess = loaded.preprocess
+            if cfg.image_size is not None and cfg.image_size != loaded.preprocess.crop:
+                ratio = loaded.preprocess.resize / loaded.preprocess.crop
+                self.preprocess = dataclasses.replace(
+                    loaded.preprocess,
+                    crop=cfg.image_size,
+                    resize=max(cfg.image_size, round(cfg.image_size * ratio)),
+                )
+        self.model.to(self.device)
+
+        self.trainable, self._set_train_mode, note = _prepare_strategy(
+            self.model, cfg.strategy, cfg.top_blocks
+        )
+        if note:
+            notices.append(Notice(note))
+
+        self.embed: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.head: nn.Module | None = None
+        if cfg.strategy == "feature-extractor" and cfg.cache_embeddings:
+            split = zoo.embedding_split(self.model)
+            if split is None:
+                notices.append(
+                    Notice(
+                        f"{loaded.info.title}'s layers do not separate into a backbone and a head, so its "
+                        "embeddings cannot be cached: every epoch runs the whole network."
+                    )
+                )
+            else:
+                self.embed, self.head = split
+                if not self._cache_fits():
+                    self.embed = self.head = None
+                    notices.append(
+                        Notice(
+                            "The embeddings are too large to cache in memory; every epoch runs "
+                            "the whole network."
+                        )
+                    )
+        augment: Augmentation | None = cfg.augmentation
+        if self.cached and cfg.augmentation.enabled:
+            augment = None
+            notices.append(
+                Notice(
+                    "Augmentation is off for this run: the feature extractor caches the backbone's "
+                    "embeddings of the plain images, so epochs after the first only train the head. Turn "
+                    "the cache off to train with augmentation (every epoch then runs the whole network)."
+                )
+            )
+        gray = self.preprocess.grayscale
+        self.train_set = ImageSamples(self.scan.train, make_transform(self.preprocess, augment), gray=gray)
+        self.val_set = ImageSamples(self.scan.val, self.preprocess, gray=gray)
+        n_train, n_val = len(self.train_set), len(self.val_set)
+        self.train_cache: torch.Tensor | None = None
+        self.train_cached = torch.zeros(n_train, dtype=torch.bool)
+        self.val_cache: torch.Tensor | None = None
+        self.val_cached = torch.zeros(n_val, dtype=torch.bool)
+        self.train_bad = torch.zeros(n_train, dtype=torch.bool)
+        self.val_bad = torch.zeros(n_val, dtype=torch.bool)
+
+        if cfg.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                self.trainable, lr=cfg.effective_lr(), momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            )
+        else:
+            self.optimizer = torch.optim.AdamW(
+                self.trainable, lr=cfg.effective_lr(), weight_decay=cfg.weight_decay
+            )
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.steps_per_epoch = len(_batch_plan(n_train, cfg.batch_size, cfg.seed, 0))
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.step_epochs = cfg.step_epochs or max(1, cfg.epochs // 3)
+
+        if self.state is not None:
+            st = self.state
+            self.optimizer.load_state_dict(st["optimizer"])
+            self.epoch_done = int(st["epoch"])
+            self.step_in_epoch = int(st.get("step", 0))
+            self.global_step = int(st.get("global_step", self.epoch_done * self.steps_per_epoch))
+            loss_sum, correct, seen = st.get("partial", (0.0, 0, 0))
+            self.tally = _EpochTally(float(loss_sum), int(correct), int(seen))
+            self.best = (
+                float(st.get("best_val_acc", -1.0)),
+                float(st.get("best_val_loss", math.inf)),
+                int(st.get("best_epoch", 0)),
+            )
+            self.skipped = dict(st.get("skipped", {}))
+            self.prior_seconds = float(st.get("seconds", 0.0))
+            self._mark_known_bad()
+            self.run_dir.truncate_logs(self.epoch_done, self.global_step)
+            self.summary = self.run_dir.read_summary()
+        else:
+            self.summary = RunSummary(started=time.time())
+        s = self.summary
+        s.status, s.message, s.epochs = "running", "", cfg.epochs
+        s.n_train, s.n_val, s.num_classes = n_train, n_val, len(self.class_names)
+        s.bad_files = len(self.scan.bad_files) + len(self.skipped)
+        s.device = str(self.device)
+        s.weights = s.weights if self.state is not None else self.weights_detail
+        self.run_dir.write_summary(s)
+        return notices
+
+    @property
+    def cached(self) -> bool:
+        return self.embed is not None
+
+    def _mark_known_bad(self) -> None:
+        for i, (p, _) in enumerate(self.scan.train):
+            if p in self.skipped:
+                self.train_bad[i] = True
+        for i, (p, _) in enumerate(self.scan.val):
+            if p in self.skipped:
+                self.val_bad[i] = True
+
+    # -- the run ------------------------------------------------------------------------------------------
+    def run(self) -> Generator[TrainEvent, None, RunSummary]:
+        try:
+            notices = self._setup()
+        except BaseException as exc:
+            # Nothing trained yet: record why, keep whatever checkpoint the folder already had.
+            summary = (
+                self.run_dir.read_summary() if self.state is not None else RunSummary(started=time.time())
+            )
+            summary.status = "stopped" if isinstance(exc, Cancelled) else "failed"
+            summary.message = "Stopped before training started." if isinstance(exc, Cancelled) else str(exc)
+            self.run_dir.write_summary(summary)
+            raise
+        cfg = self.config
+        self.step_time: float | None = None  # smoothed seconds per training step
+        self.val_seconds: float | None = None
+        try:
+            yield RunStarted(
+                run_dir=self.run_dir.path,
+                config=cfg,
+                class_names=self.class_names,
+                n_train=len(self.train_set),
+                n_val=len(self.val_set),
+                device=str(self.device),
+                weights=self.weights_detail,
+                steps_per_epoch=self.steps_per_epoch,
+                total_steps=self.total_steps,
+                start_epoch=self.epoch_done,
+                start_step=self.step_in_epoch,
+                trainable_params=sum(p.numel() for p in self.trainable),
+                total_params=sum(p.numel() for p in self.model.parameters()),
+                cached=self.cached,
+            )
+            yield from notices
+            while self.epoch_done < cfg.epochs:
+                yield from self._train_epoch()
+                yield from self._end_epoch()
+        except _Diverged as exc:
+            self._flush_steps()
+            return (yield from self._finish("diverged", str(exc)))
+        except (Cancelled, GeneratorExit, KeyboardInterrupt):
+            # Stopped by the user between steps: the weights are consistent, keep them for resuming.
+            self._flush_steps()
+            self._save_last()
+            self._set_status(
+                "stopped", f"Stopped by the user in epoch {self.epoch_done + 1}; resume to continue."
+            )
+            raise
+        except BaseException as exc:
+            # A crash: last.pt is left as it was (the last good state), the logs up to here are kept.
+            self._flush_steps()
+            self._set_status("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        return (yield from self._finish("finished", ""))
+
+    def _cache_fits(self) -> bool:
+        with torch.no_grad():
+            x = self.preprocess(np.zeros((self.preprocess.crop, self.preprocess.crop, 3), np.uint8))
+            self.model.eval()
+            per_image = self.embed(x[None].to(self.device)).numel() * 4
+        return per_image * (len(self.scan.train) + len(self.scan.val)) <= _MAX_CACHE_BYTES
+
+    def _elapsed(self) -> float:
+        return self.prior_seconds + time.time() - self.session_start
+
+    def _eta(self, steps_left_in_epoch: int) -> float:
+        step = self.step_time or 0.0
+        val = (
+            self.val_seconds
+            if self.val_seconds is not None
+            else 0.3 * step * max(1, len(self.val_set)) / max(1, self.config.batch_size)
+        )
+        epochs_left = self.config.epochs - self.epoch_done - 1
+        return steps_left_in_epoch * step + val + epochs_left * (self.steps_per_epoch * step + val)
+
+    def _train_epoch(self) -> Generator[TrainEvent, None, None]:
+        cfg = self.config
+        epoch = self.epoch_done  # 0-based index of the epoch being trained
+        plan = _batch_plan(len(self.train_set), cfg.batch_size, cfg.seed, epoch)
+        self.epoch_start = time.time()
+        self.epoch_train_seconds = 0.0
+        base_lr = cfg.effective_lr()
+        lr = base_lr * lr_factor(
+            cfg.schedule,
+            self.global_step,
+            self.total_steps,
+            self.steps_per_epoch,
+            self.step_epochs,
+            cfg.gamma,
+        )
+        self.last_lr = lr
+        if self.step_in_epoch >= len(plan):
+            return  # stopped during validation: the training part is done
+        if self.step_in_epoch == 0:
+            self.tally = _EpochTally()
+        self._set_train_mode()
+        from_cache = self.cached and bool((self.train_cached | self.train_bad).all())
+        batches = self._cached_batches(plan) if from_cache else self._loaded_batches(plan)
+        t_prev = time.perf_counter()
+        for batch in batches:
+            checkpoint(self.control)
+            yield from self._report_failures(batch, self.scan.train, self.train_bad)
+            lr = base_lr * lr_factor(
+                cfg.schedule,
+                self.global_step,
+                self.total_steps,
+                self.steps_per_epoch,
+                self.step_epochs,
+                cfg.gamma,
+            )
+            n = int(batch.labels.numel())
+            if n >= 2 or (n == 1 and self.config.strategy == "feature-extractor"):
+                self._train_step(batch, lr, from_cache)
+            self.step_in_epoch += 1
+            self.global_step += 1
+            now = time.perf_counter()
+            dt = now - t_prev
+            t_prev = now
+            self.epoch_train_seconds += dt
+            self.step_time = dt if self.step_time is None else 0.8 * self.step_time + 0.2 * dt
+            self.step_rows.append((epoch + 1, self.step_in_epoch, self.global_step, self.last_loss, lr))
+            if len(self.step_rows) >= _STEP_LOG_EVERY:
+                self._flush_steps()
+            yield StepEnd(
+                epoch=epoch + 1,
+                step=self.step_in_epoch,
+                steps_per_epoch=self.steps_per_epoch,
+                global_step=self.global_step,
+                total_steps=self.total_steps,
+                loss=self.last_loss,
+                lr=lr,
+                images_per_s=cfg.batch_size / self.step_time if self.step_time else 0.0,
+                eta_s=self._eta(self.steps_per_epoch - self.step_in_epoch),
+            )
+            self.last_lr = lr
+
+    def _loaded_batches(self, plan: list[list[int]]):
+        loader = DataLoader(
+            self.train_set,
+            batch_sampler=plan[self.step_in_epoch :],
+            collate_fn=collate_skipping_bad,
+            num_workers=self.config.num_workers,
+        )
+        yield from loader
+
+    def _cached_batches(self, plan: list[list[int]]):
+        labels = torch.tensor([y for _, y in self.scan.train], dtype=torch.long)
+        for idx in plan[self.step_in_epoch :]:
+            keep = torch.tensor([i for i in idx if not self.train_bad[i]], dtype=torch.long)
+            yield Batch(images=torch.empty(0), labels=labels[keep], indices=keep, failures=[])
+
+    def _report_failures(
+        self, batch: Batch, samples: Sequence[tuple[str, int]], bad: torch.Tensor
+    ) -> Generator[TrainEvent, None, None]:
+        for index, reason in batch.failures:
+            path = samples[index][0]
+            bad[index] = True
+            if path not in self.skipped:
+                self.skipped[path] = reason
+                self.summary.bad_files += 1
+                yield FileSkipped(Path(path), reason)
+
+    def _train_step(self, batch: Batch, lr: float, from_cache: bool) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        y = batch.labels.to(self.device)
+        if self.cached:
+            if from_cache:
+                features = self.train_cache[batch.indices.to(self.device)]
+            else:
+                with torch.no_grad():
+                    features = self.embed(batch.images.to(self.device))
+                self._store(features, batch.indices, "train")
+            logits = self.head(features)
+        else:
+            logits = self.model(batch.images.to(self.device))
+        loss = self.criterion(logits, y)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise _Diverged(self._divergence_message(value, lr))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.last_loss = value
+        self.tally.add(value, logits.detach(), y)
+
+    def _store(self, features: torch.Tensor, indices: torch.Tensor, part: str) -> None:
+        cache = self.train_cache if part == "train" else self.val_cache
+        flags = self.train_cached if part == "train" else self.val_cached
+        if cache is None:
+            n = len(self.train_set) if part == "train" else len(self.val_set)
+            cache = torch.zeros((n, *features.shape[1:]), dtype=features.dtype, device=features.device)
+            if part == "train":
+                self.train_cache = cache
+            else:
+                self.val_cache = cache
+        cache[indices.to(cache.device)] = features.detach()
+        flags[indices] = True
+
+    def _divergence_message(self, value: float, lr: float) -> str:
+        what = "NaN (not a number)" if math.isnan(value) else "infinite"
+        kept = (
+            f"The last good checkpoint (epoch {self.epoch_done}) is kept in {self.run_dir.last_checkpoint}."
+            if self.run_dir.last_checkpoint.is_file()
+            else "No checkpoint was saved because no epoch had finished."
+        )
+        return (
+            f"Training stopped: the loss became {what} at epoch {self.epoch_done + 1}, step "
+            f"{self.step_in_epoch + 1}, with learning rate {lr:.3g}. The weights diverged; try a lower "
+            f"learning rate, for example {self.config.effective_lr() / 10:.3g}. {kept}"
+        )
+
+    # -- validation and epoch end -------------------------------------------------------------------------
+    def _evaluate(self) -> Generator[TrainEvent, None, tuple[float, float, np.ndarray, np.ndarray]]:
+        """(loss, accuracy, predicted class per val image (-1 unreadable), its probability)."""
+        n = len(self.val_set)
+        preds = np.full(n, -1, dtype=np.int64)
+        conf = np.zeros(n, dtype=np.float32)
+        loss_sum, seen = 0.0, 0
+        bs = max(1, self.config.batch_size)
+        plan = [list(range(i, min(i + bs, n))) for i in range(0, n, bs)]
+        self.model.eval()
+        if self.head is not None:
+            self.head.eval()
+        from_cache = self.cached and bool((self.val_cached | self.val_bad).all())
+        labels_all = torch.tensor([y for _, y in self.scan.val], dtype=torch.long)
+        if from_cache:
+            batches = (
+                Batch(torch.empty(0), labels_all[k], k, [])
+                for k in (
+                    torch.tensor([i for i in idx if not self.val_bad[i]], dtype=torch.long) for idx in plan
+                )
+            )
+        else:
+            batches = iter(
+                DataLoader(
+                    self.val_set,
+                    batch_sampler=plan,
+                    collate_fn=collate_skipping_bad,
+                    num_workers=self.config.num_workers,
+                )
+            )
+        for step, batch in enumerate(batches, start=1):
+            checkpoint(self.control)
+            yield from self._report_failures(batch, self.scan.val, self.val_bad)
+            if batch.labels.numel():
+                # no_grad only around the computation: grad mode is per thread, and a generator must not
+                # leave it switched off for its consumer while it is suspended at a yield
+                with torch.no_grad():
+                    if self.cached:
+                        if from_cache:
+                            features = self.val_cache[batch.indices.to(self.device)]
+                        else:
+                            features = self.embed(batch.images.to(self.device))
+                            self._store(features, batch.indices, "val")
+                        logits = self.head(features)
+                    else:
+                        logits = self.model(batch.images.to(self.device))
+                    y = batch.labels.to(self.device)
+                    loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+                    p, k = logits.float().softmax(1).max(1)
+                seen += int(y.numel())
+                preds[batch.indices.numpy()] = k.cpu().numpy()
+                conf[batch.indices.numpy()] = p.cpu().numpy()
+            yield ValidationStep(self.epoch_done + 1, step, len(plan))
+        if seen == 0:
+            return float("nan"), float("nan"), preds, conf
+        truth = labels_all.numpy()
+        ok = preds >= 0
+        return loss_sum / seen, float((preds[ok] == truth[ok]).mean()), preds, conf
+
+    def _end_epoch(self) -> Generator[TrainEvent, None, None]:
+        cfg = self.config
+        val_start = time.perf_counter()
+        val_loss, val_acc, preds, conf = yield from self._evaluate()
+        self.val_seconds = time.perf_counter() - val_start
+        epoch = self.epoch_done + 1
+        seconds = time.time() - self.epoch_start
+        self.epoch_done = epoch
+        self.step_in_epoch = 0
+        lr = self.last_lr
+        train_seconds = max(self.epoch_train_seconds, 1e-9)
+        metrics = EpochMetrics(
+            epoch=epoch,
+            train_loss=self.tally.loss,
+            train_acc=self.tally.acc,
+            val_loss=val_loss,
+            val_acc=val_acc,
+            lr=lr,
+            images_per_s=self.tally.seen / train_seconds,
+            seconds=seconds,
+        )
+        self._flush_steps()
+        self.run_dir.append_epoch(metrics)
+        score = (
+            val_acc if math.isfinite(val_acc) else -1.0,
+            val_loss if math.isfinite(val_loss) else math.inf,
+        )
+        is_best = score[0] > self.best[0] or (score[0] == self.best[0] and score[1] < self.best[1])
+        if is_best:
+            self.best = (score[0], score[1], epoch)
+            self._save_best(preds, conf)
+        self.tally = _EpochTally()  # before saving last.pt: it must not carry this epoch's partial sums
+        self._save_last()
+        s = self.summary
+        s.epochs_done, s.final_train_loss, s.final_val_acc = epoch, metrics.train_loss, val_acc
+        s.best_epoch, s.best_val_acc, s.best_val_loss = self.best[2], self.best[0], self.best[1]
+        s.seconds = self._elapsed()
+        self.run_dir.write_summary(s)
+        if is_best:
+            yield CheckpointSaved(self.run_dir.best_checkpoint, "best", epoch)
+        yield CheckpointSaved(self.run_dir.last_checkpoint, "last", epoch)
+        yield EpochEnd(
+            epoch=epoch,
+            epochs=cfg.epochs,
+            train_loss=metrics.train_loss,
+            train_acc=metrics.train_acc,
+            val_loss=val_loss,
+            val_acc=val_acc,
+            lr=lr,
+            images_per_s=metrics.images_per_s,
+            seconds=seconds,
+            eta_s=self._eta(0) if epoch < cfg.epochs else 0.0,
+            is_best=is_best,
+        )
+
+    def _confusion(self, preds: np.ndarray) -> np.ndarray:
+        c = len(self.class_names)
+        truth = np.array([y for _, y in self.scan.val], dtype=np.int64)
+        ok = preds >= 0
+        return np.bincount(truth[ok] * c + preds[ok], minlength=c * c).reshape(c, c)
+
+    def _save_best(self, preds: np.ndarray, conf: np.ndarray) -> None:
+        extra = {"epoch": self.epoch_done, "val_acc": self.best[0], "val_loss": self.best[1]}
+        self._checkpoint(self.run_dir.best_checkpoint, extra)
+        self.run_dir.write_confusion(self._confusion(preds), self.class_names)
+        names = self.class_names
+        every = [
+            ValPrediction(path, names[y], names[int(preds[i])], float(conf[i]))
+            for i, (path, y) in enumerate(self.scan.val)
+            if preds[i] >= 0
+        ]
+        self.run_dir.write_predictions(every)
+        self.run_dir.write_misclassified([p for p in every if not p.correct])
+
+    def _save_last(self) -> None:
+        """last.pt with everything needed to continue exactly here (epoch, step, optimizer, tallies)."""
+        extra = {
+            "epoch": self.epoch_done,
+            "step": self.step_in_epoch,
+            "global_step": self.global_step,
+            "partial": [self.tally.loss_sum, self.tally.correct, self.tally.seen],
+            "optimizer": self.optimizer.state_dict(),
+            "best_val_acc": self.best[0],
+            "best_val_loss": self.best[1] if math.isfinite(self.best[1]) else 1e30,
+            "best_epoch": self.best[2],
+            "skipped": dict(self.skipped),
+            "seconds": self._elapsed(),
+            "config": self.config.to_dict(),
+        }
+        self._checkpoint(self.run_dir.last_checkpoint, extra)
+
+    def _checkpoint(self, path: Path, extra: dict[str, Any]) -> None:
+        zoo.save_checkpoint(
+            path,
+            self.model,
+            arch=self.config.model,
+            class_names=self.class_names,
+            preprocess=self.preprocess,
+            extra=extra,
+        )
+
+    def _flush_steps(self) -> None:
+        self.run_dir.append_steps(self.step_rows)
+        self.step_rows = []
+
+    def _set_status(self, status: str, message: str) -> None:
+        s = self.summary
+        s.status, s.message, s.seconds = status, message, self._elapsed()
+        self.run_dir.write_summary(s)
+
+    def _finish(self, status: str, message: str) -> Generator[TrainEvent, None, RunSummary]:
+        if status == "finished":
+            message = (
+                f"Finished {self.epoch_done} epochs; best validation accuracy {self.best[0]:.1%} at epoch "
+                f"{self.best[2]}."
+                if self.best[2]
+                else f"Finished {self.epoch_done} epochs."
+            )
+        self._set_status(status, message)
+        found = self.run_dir.read_confusion()
+        confusion = found[0] if found is not None else None
+        per_class = None
+        if confusion is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                per_class = np.diag(confusion) / confusion.sum(1)
+        yield Finished(
+            status=status,
+            message=message,
+            run_dir=self.run_dir.path,
+            best_epoch=self.best[2],
+            best_val_acc=self.best[0] if self.best[2] else float("nan"),
+            class_names=self.class_names,
+            confusion=confusion,
+            per_class_acc=per_class,
+            misclassified=self.run_dir.read_misclassified(),
+            predictions=self.run_dir.read_predictions(),
+        )
+        return self.summary
+
+
+def _prepare_strategy(
+    model: nn.Module, strategy: str, top_blocks: int
+) -> tuple[list[nn.Parameter], Callable[[], None], str]:
+    """Freeze what the strategy keeps fixed. Returns (trainable parameters, set-train-mode function, note).
+
+    Frozen parts stay in eval mode while training, so their BatchNorm statistics and dropout do not change:
+    a frozen layer computes exactly what it computed before.
+    """
+    head = zoo.classifier_head(model)
+    if strategy in ("fine-tune-all", "scratch"):
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return [p for p in model.parameters()], lambda: model.train(), ""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    train_modules: list[nn.Module] = [head]
+    note = ""
+    if strategy == "fine-tune-top":
+        blocks = zoo.backbone_blocks(model)
+        n = min(top_blocks, len(blocks))
+        if n < top_blocks:
+            note = f"The model has only {len(blocks)} backbone blocks; all of them are fine-tuned."
+        train_modules = [*blocks[len(blocks) - n :], head]
+    for m in train_modules:
+        for p in m.parameters():
+            p.requires_grad_(True)
+
+    def set_mode() -> None:
+        model.eval()
+        if strategy == "fine-tune-top":
+            for m in train_modules:
+                m.train()
+
+    return [p for p in model.parameters() if p.requires_grad], set_mode, note
+
+
+# -- using a trained model --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: Path
+    top: list[tuple[str, float]]  # (class name, probability), most likely first; empty on error
+    error: str | None = None
+
+
+def load_run_model(run_dir: str | Path, *, which: str = "best") -> zoo.LoadedModel:
+    """The fine-tuned model of a run (``which`` = "best" or "last"; falls back to the other one)."""
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise RunDirError(f"The run folder {run.path} does not exist.")
+    order = [run.best_checkpoint, run.last_checkpoint]
+    if which == "last":
+        order.reverse()
+    for path in order:
+        if path.is_file():
+            return zoo.load_model_file(path)
+    raise RunDirError(f"{run.path} has no checkpoint (best.pt or last.pt) yet.")
+
+
+def predict_files(
+    loaded: zoo.LoadedModel,
+    paths: Sequence[str | Path],
+    *,
+    top_k: int = 5,
+    batch_size: int = 16,
+    control: Control | None = None,
+) -> list[Prediction]:
+    """Top-k classes with probabilities for each image; an unreadable image gets its error instead."""
+    model = loaded.model.eval()
+    device = next(model.parameters()).device
+    names = loaded.categories
+    k = max(1, min(top_k, len(names)))
+    out: dict[int, Prediction] = {}
+    tensors: list[tuple[int, torch.Tensor]] = []
+    for i, path in enumerate(paths):
+        try:
+            pixels = open_image(path, gray=loaded.preprocess.grayscale).pixels
+            tensors.append((i, loaded.preprocess(pixels)))
+        except ImageLoadError as exc:
+            out[i] = Prediction(Path(path), [], str(exc))
+    with torch.no_grad():
+        for start in range(0, len(tensors), batch_size):
+            checkpoint(control)
+            chunk = tensors[start : start + batch_size]
+            probs = model(torch.stack([t for _, t in chunk]).to(device)).float().softmax(1)
+            p, idx = probs.topk(k, dim=1)
+            for row, (i, _) in enumerate(chunk):
+                top = [(names[int(c)], float(v)) for v, c in zip(p[row], idx[row], strict=True)]
+                out[i] = Prediction(Path(paths[i]), top)
+    return [out[i] for i in range(len(paths))]

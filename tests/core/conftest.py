@@ -1,0 +1,114 @@
+"""Datasets for the fine-tuning tests, written as real image folders from the bundled animal silhouettes.
+
+Tests get the helpers as fixtures (``make_image_folder``, ``add_bad_files``, ``make_truncated_jpeg``) rather
+than by importing this module, so they never depend on which ``conftest`` module Python imported last."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+
+
+def animal_shapes() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    with np.load(ASSETS / "animal_shapes.npz") as d:
+        return d["images"], d["labels"], [str(c) for c in d["class_names"]]
+
+
+def _write_image_folder(
+    root: Path,
+    *,
+    per_class: int = 40,
+    classes: list[str] | None = None,
+    layout: str = "class-folders",
+    val_per_class: int = 10,
+    counts: dict[str, int] | None = None,
+) -> Path:
+    """Animal silhouettes (28×28 grayscale PNG) as ``root/<class>/*.png`` or ``root/{train,val}/<class>/``.
+
+    ``counts`` overrides ``per_class`` for single classes (to make lopsided or too-small classes).
+    """
+    images, labels, names = animal_shapes()
+    classes = classes or names
+    for name in classes:
+        idx = np.flatnonzero(labels == names.index(name))
+        n = (counts or {}).get(name, per_class)
+        if layout == "train-val":
+            parts = {"train": idx[:n], "val": idx[n : n + val_per_class]}
+        else:
+            parts = {"": idx[:n]}
+        for part, chosen in parts.items():
+            folder = root / part / name if part else root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in chosen:
+                Image.fromarray(images[i], mode="L").save(folder / f"{name}_{i:03d}.png")
+    return root
+
+
+def _add_bad_files(root: Path, class_name: str = "cat") -> dict[str, Path]:
+    """Unreadable files of the kinds people really have, in one class folder. Returns them by kind."""
+    folder = root / class_name
+    good = next(folder.glob("*.png"))
+    data = good.read_bytes()
+    bad = {
+        "truncated_png": folder / "zz_truncated.png",
+        "text_as_jpg": folder / "zz_notes.jpg",
+        "empty": folder / "zz_empty.png",
+    }
+    bad["truncated_png"].write_bytes(data[: len(data) // 2])
+    bad["text_as_jpg"].write_text("this is not a picture, just a note someone saved with the wrong name\n")
+    bad["empty"].write_bytes(b"")
+    (folder / "readme.txt").write_text("not an image; ignored by extension\n")
+    return bad
+
+
+def _truncated_jpeg(path: Path) -> Path:
+    """A JPEG cut short: its header is fine (passes the quick scan), decoding fails during training."""
+    buf = io.BytesIO()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=90)
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])
+    return path
+
+
+@pytest.fixture
+def make_image_folder():
+    """``make_image_folder(root, per_class=40, classes=None, layout="class-folders", ...)`` -> root."""
+    return _write_image_folder
+
+
+@pytest.fixture
+def add_bad_files():
+    """``add_bad_files(root, class_name="cat")`` -> {kind: path} of unreadable files added to a class."""
+    return _add_bad_files
+
+
+@pytest.fixture
+def make_truncated_jpeg():
+    """``make_truncated_jpeg(path)`` -> path of a JPEG that passes the quick scan but cannot be decoded."""
+    return _truncated_jpeg
+
+
+@pytest.fixture
+def animal_folder(tmp_path: Path) -> Path:
+    """5 classes × 40 silhouettes in ``root/<class>/``."""
+    return _write_image_folder(tmp_path / "animals", per_class=40)
+
+
+@pytest.fixture(scope="session")
+def animal_folder_shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Read-only 5 × 60 silhouettes shared by the training tests (written once per session)."""
+    return _write_image_folder(tmp_path_factory.mktemp("shared") / "animals", per_class=60)
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 classes × 8 silhouettes: enough for mechanics tests that do not care about accuracy."""
+    return _write_image_folder(
+        tmp_path_factory.mktemp("tiny") / "animals", per_class=8, classes=["bird", "elephant", "giraffe"]
+    )
