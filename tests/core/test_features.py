@@ -1,0 +1,270 @@
+"""Activation capture, predictions, grids, statistics and receptive regions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cnn_explorer.core import features, zoo
+from cnn_explorer.core.control import Cancelled, Control
+from cnn_explorer.core.features import (
+    capture_activations,
+    layer_stats,
+    receptive_region,
+    render_grid,
+    tile_channels,
+    top_predictions,
+)
+from cnn_explorer.core.images import load_image
+from cnn_explorer.core.layers import layer_table
+
+ZOO_NAMES = [i.name for i in zoo.available_models()]
+CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat", "lynx"}
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    torch.manual_seed(0)
+    return zoo._construct("resnet18", 1000).eval()
+
+
+# --- capture -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_every_zoo_model_steps_through_all_layers(name):
+    """Each model builds, and one pass captures every row of its layer table, shapes included."""
+    info = zoo.get_info(name)
+    torch.manual_seed(0)
+    model = zoo._construct(name, 10 if name == "lenet5" else 1000).eval()
+    size = 32 if name == "lenet5" else max(64, info.min_size)
+    channels = 1 if name == "lenet5" else 3
+    x = torch.randn(channels, size, size)
+    table = layer_table(model, size, in_channels=channels)
+    capture = capture_activations(model, x)  # every step copied
+    assert capture.names() == table.names()
+    assert len(capture) >= 12
+    for act, row in zip(capture, table, strict=True):
+        assert act.shape == row.out_shape, act.name
+        assert act.data is not None and act.data.shape == row.out_shape, act.name
+        assert act.data.dtype == np.float16 or (
+            act.data.dtype == np.float32 and np.abs(act.data).max() > np.finfo(np.float16).max
+        )
+        assert np.isfinite(act.data).all()
+    with torch.inference_mode():
+        assert capture.logits.shape == (model(x[None]).shape[1],)
+    kinds = {a.type for a in capture}
+    assert {"Conv2d", "Linear"} & kinds or "Conv2dStaticSamePadding" in kinds
+    assert not capture.skipped
+    # With the table, element-wise steps are recomputed on demand: same names, same values.
+    planned = capture_activations(model, x, table=table)
+    assert planned.names() == capture.names()
+    np.testing.assert_array_equal(planned.logits, capture.logits)
+    for fast, full in zip(planned, capture, strict=True):
+        ref = full.data.astype(np.float32)
+        tol = 2e-3 * max(1.0, float(np.abs(ref).max()))  # float16 rounding of the source step
+        np.testing.assert_allclose(fast.data.astype(np.float32), ref, rtol=0, atol=tol, err_msg=fast.name)
+
+
+def test_captured_values_are_copies_taken_before_in_place_ops(resnet18):
+    x = torch.randn(3, 64, 64)
+    expected = {}
+    hooks = [
+        resnet18.bn1.register_forward_hook(lambda m, i, o: expected.__setitem__("bn1", o.detach().clone())),
+        resnet18.layer1[0].bn2.register_forward_hook(
+            lambda m, i, o: expected.__setitem__("layer1.0.bn2", o.detach().clone())
+        ),
+    ]
+    with torch.no_grad():
+        resnet18(x[None])
+    for h in hooks:
+        h.remove()
+    capture = capture_activations(resnet18, x)
+    for name, ref in expected.items():
+        np.testing.assert_allclose(
+            capture[name].data.astype(np.float32), ref[0].numpy(), rtol=2e-3, atol=2e-3
+        )
+    # bn1 has negative values; the (in-place) ReLU right after it does not, and was captured separately.
+    assert capture["bn1"].data.min() < 0 and capture["relu"].data.min() >= 0
+    np.testing.assert_array_equal(capture["relu"].data, np.maximum(capture["bn1"].data, 0))
+    with torch.inference_mode():
+        np.testing.assert_allclose(capture.logits, resnet18(x[None])[0].numpy(), rtol=1e-5, atol=1e-5)
+    assert resnet18.training is False and not resnet18._forward_hooks and not resnet18.bn1._forward_hooks
+
+
+def test_with_the_table_element_wise_steps_are_recomputed_not_copied(resnet18):
+    x = torch.randn(3, 64, 64)
+    table = layer_table(resnet18, 64)
+    full = capture_activations(resnet18, x)
+    fast = capture_activations(resnet18, x, table=table)
+    assert fast.names() == full.names() and fast.nbytes < full.nbytes / 2
+    relu = fast["layer1.0.relu"]
+    assert relu.derived and relu.source is fast["layer1.0.bn1"] and relu.stored is None
+    assert relu.data is not None and relu.stored is not None  # computed on first read, then kept
+    np.testing.assert_allclose(relu.data.astype(np.float32), full["layer1.0.relu"].data, atol=2e-3)
+    # "out += identity" runs between bn2 and the block's second ReLU: that one must be a real copy.
+    assert not fast["layer1.0.relu#2"].derived
+    np.testing.assert_array_equal(fast["layer1.0.relu#2"].data, full["layer1.0.relu#2"].data)
+    block = fast["layer1.0"]
+    assert block.derived and block.data is fast["layer1.0.relu#2"].data  # the block's output is that tensor
+    assert not fast["conv1"].derived and fast["bn1"].derived
+
+
+def test_a_table_for_another_input_size_is_ignored(resnet18):
+    x = torch.randn(3, 64, 64)
+    capture = capture_activations(resnet18, x, table=layer_table(resnet18, 96))
+    assert not any(a.derived for a in capture)
+    squeezenet = zoo._construct("squeezenet1_1", 1000, meta=True)
+    other = capture_activations(resnet18, x, table=layer_table(squeezenet, 64))  # another model's table
+    assert not any(a.derived for a in other) and other.names() == capture.names()
+
+
+def test_memory_is_bounded_and_large_layers_are_reported(resnet18):
+    x = torch.randn(3, 64, 64)
+    cap = capture_activations(resnet18, x, max_layer_bytes=2 * 64 * 32 * 32 - 1)
+    assert "conv1" in cap.skipped and cap["conv1"].too_large and cap["conv1"].data is None
+    assert cap["conv1"].shape == (64, 32, 32) and cap["conv1"].nbytes == 2 * 64 * 32 * 32
+    assert cap["layer4.1"].data is not None  # small maps are kept
+    assert cap.nbytes == sum(a.data.nbytes for a in cap if a.data is not None)
+    everything = capture_activations(resnet18, x)
+    budget = capture_activations(resnet18, x, max_total_bytes=everything.nbytes // 2)
+    assert budget.skipped and budget.nbytes <= everything.nbytes // 2
+    assert [a.shape for a in budget] == [a.shape for a in everything]  # shapes of skipped steps stay known
+    assert {a.name for a in budget if a.data is None} == set(budget.skipped)
+
+
+def test_capture_can_be_cancelled(resnet18):
+    control = Control()
+    control.cancel()
+    with pytest.raises(Cancelled):
+        capture_activations(resnet18, torch.randn(3, 64, 64), control=control)
+    assert not resnet18.conv1._forward_hooks
+
+
+def test_explore_on_the_cat_with_the_offline_default(sample_cat):
+    loaded = zoo.load_model(zoo.DEFAULT_MODEL, allow_download=False)
+    result = features.explore(loaded, load_image(sample_cat))
+    assert len(result.predictions) == 5
+    assert CAT_CLASSES & {p.name for p in result.predictions}
+    probs = [p.probability for p in result.predictions]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6
+    assert result.capture.names() == result.table.names()
+    assert any(a.derived for a in result.capture)
+    full = capture_activations(loaded.model, loaded.preprocess(load_image(sample_cat)))
+    for fast, ref in zip(result.capture, full, strict=True):  # trained weights: larger scales than random
+        r = ref.data.astype(np.float32)
+        tol = 3e-3 * max(1.0, float(np.abs(r).max()))
+        np.testing.assert_allclose(fast.data.astype(np.float32), r, rtol=0, atol=tol, err_msg=fast.name)
+    assert result.pixels.shape == (224, 224, 3) and result.pixels.dtype == np.uint8
+    assert result.table.input_shape == (3, 224, 224)
+    again = features.explore(loaded, load_image(sample_cat)[::-1].copy(), table=result.table)
+    assert again.table is result.table  # reused: same model, same input size
+    lenet_table = layer_table(zoo.LeNet5(), 32)
+    assert features.explore(loaded, load_image(sample_cat), table=lenet_table).table is not lenet_table
+
+
+def test_top_predictions_use_softmax_and_names():
+    logits = np.array([0.0, 2.0, 1.0, -1.0])
+    top = top_predictions(logits, ["a", "b", "c", "d"], k=3)
+    assert [p.name for p in top] == ["b", "c", "a"] and [p.index for p in top] == [1, 2, 0]
+    e = np.exp(logits)
+    assert top[0].probability == pytest.approx(e[1] / e.sum())
+    assert len(top_predictions(logits, ["a", "b", "c", "d"], k=10)) == 4
+
+
+# --- grids ---------------------------------------------------------------------------------------------
+
+
+def test_tiling_places_channels_row_by_row_with_gaps():
+    fmap = np.stack([np.full((3, 4), float(c)) + np.arange(4)[None, :] for c in range(10)])
+    grid = tile_channels(fmap, columns=4, normalize="none", gap=1)
+    assert (grid.columns, grid.rows, grid.cell) == (4, 3, (3, 4))
+    assert grid.image.shape == (3 * 4 - 1, 4 * 5 - 1)
+    np.testing.assert_array_equal(grid.image[0:3, 5:9], fmap[1])  # row 0, column 1 is channel 1
+    np.testing.assert_array_equal(grid.image[4:7, 0:4], fmap[4])  # row 1 starts with channel 4
+    assert np.isnan(grid.image[3, 0]) and np.isnan(grid.image[0, 4])  # gaps
+    assert np.isnan(grid.image[8:11, 10:14]).all()  # empty cells after the last channel
+    assert grid.channel_at(1, 6) == 1 and grid.channel_at(9, 6) == 9
+    assert grid.channel_at(3, 0) is None and grid.channel_at(9, 11) is None
+    assert grid.cell_origin(5) == (4, 5)
+
+
+def test_normalisation_and_sorting():
+    fmap = np.stack([np.zeros((2, 2)), np.array([[0, 1], [2, 3]], float), np.full((2, 2), 7.0)])
+    per_channel = tile_channels(fmap, columns=3, normalize="channel", gap=0).image
+    np.testing.assert_allclose(per_channel[:, 2:4], [[0, 1 / 3], [2 / 3, 1]])
+    assert (per_channel[:, 0:2] == 0).all() and (per_channel[:, 4:6] == 0).all()  # flat channels
+    per_layer = tile_channels(fmap, columns=3, normalize="layer", gap=0)
+    assert per_layer.value_range == (0.0, 7.0)
+    np.testing.assert_allclose(per_layer.image[:, 4:6], 1.0)
+    order = features.channel_order(fmap, "mean")
+    assert order.tolist() == [2, 1, 0]
+    sorted_grid = tile_channels(fmap, columns=3, order=order, normalize="none", gap=0)
+    assert sorted_grid.channel_at(0, 0) == 2 and sorted_grid.image[0, 0] == 7.0
+
+
+def test_render_a_512_channel_grid_to_rgb():
+    fmap = np.random.default_rng(0).standard_normal((512, 7, 7)).astype(np.float16)
+    rgb = render_grid(fmap, cmap="viridis", sort_by="mean")
+    assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+    assert rgb.shape[:2] == (23 * 8 - 1, 23 * 8 - 1)
+    gray = features.apply_colormap(np.array([[0.0, 1.0, np.nan]]), "gray")
+    assert gray.tolist() == [[[0, 0, 0], [255, 255, 255], [255, 255, 255]]]
+    with pytest.raises(ValueError, match="colormap"):
+        features.apply_colormap(np.zeros((2, 2)), "rainbow-ish")
+
+
+# --- statistics ----------------------------------------------------------------------------------------
+
+
+def test_layer_statistics():
+    values = np.array([[0.0, 0.0, 1.0], [2.0, -1.0, 4.0]], dtype=np.float16)
+    stats = layer_stats(values, bins=5)
+    assert (stats.minimum, stats.maximum) == (-1.0, 4.0)
+    assert stats.mean == pytest.approx(1.0) and stats.std == pytest.approx(np.std([0, 0, 1, 2, -1, 4]))
+    assert stats.zero_fraction == pytest.approx(2 / 6) and stats.negative_fraction == pytest.approx(1 / 6)
+    assert stats.hist_counts.sum() == 6 == stats.count and len(stats.hist_edges) == 6
+    assert stats.hist_edges[0] == -1.0 and stats.hist_edges[-1] == 4.0
+
+
+def test_relu_output_statistics_count_switched_off_units(resnet18):
+    cap = capture_activations(resnet18, torch.randn(3, 64, 64))
+    relu = layer_stats(cap["relu"].data)
+    bn = layer_stats(cap["bn1"].data)
+    assert relu.minimum == 0 and relu.negative_fraction == 0
+    assert relu.zero_fraction == pytest.approx(bn.negative_fraction + bn.zero_fraction, abs=1e-9)
+
+
+# --- receptive field of a clicked unit ------------------------------------------------------------------
+
+
+def test_receptive_region_of_lenet_units_by_hand():
+    table = layer_table(zoo.LeNet5(), 32)
+    region = lambda name, y, x: receptive_region(table.row(name), y, x, (32, 32))  # noqa: E731
+    r = region("c1", 0, 0)
+    assert (r.top, r.left, r.bottom, r.right) == (0, 0, 4, 4) and not r.clipped
+    r = region("c1", 3, 7)
+    assert (r.top, r.left, r.bottom, r.right) == (3, 7, 7, 11)
+    r = region("s2", 1, 2)  # centre 2.5 + 2·1 = 4.5 and 2.5 + 2·2 = 6.5, six pixels wide
+    assert (r.top, r.left, r.bottom, r.right) == (2, 4, 7, 9) and r.height == r.width == 6
+    r = region("c3", 0, 0)
+    assert (r.top, r.left, r.bottom, r.right) == (0, 0, 13, 13)
+    r = region("s4", 4, 4)  # centre 7.5 + 4·4 = 23.5, 16 wide
+    assert (r.top, r.left, r.bottom, r.right) == (16, 16, 31, 31)
+    r = region("c5", 0, 0)
+    assert (r.top, r.left, r.bottom, r.right) == (0, 0, 31, 31) and r.height == 32
+    r = region("f6", 0, 0)
+    assert (r.top, r.left, r.bottom, r.right) == (0, 0, 31, 31)
+    with pytest.raises(IndexError):
+        region("c1", 28, 0)
+
+
+def test_receptive_region_is_clipped_at_the_border():
+    table = layer_table(zoo._construct("resnet18", 1000, meta=True), 224)
+    r = receptive_region(table.row("conv1"), 0, 0, (224, 224))  # 7×7 centred on pixel 0 (padding 3)
+    assert (r.top, r.left, r.bottom, r.right) == (0, 0, 3, 3)
+    assert r.clipped and (r.full_height, r.full_width) == (7, 7)
+    r = receptive_region(table.row("conv1"), 10, 20, (224, 224))
+    assert (r.top, r.left, r.bottom, r.right) == (17, 37, 23, 43) and not r.clipped
