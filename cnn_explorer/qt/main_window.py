@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         row.addWidget(self.stack, 1)
         self.setCentralWidget(central)
 
+        self._connect_pages()
         self.image_label = QLabel()
         self.statusBar().addPermanentWidget(self.image_label)
         self._build_menus()
@@ -141,6 +142,19 @@ class MainWindow(QMainWindow):
 
     def page(self, cls_name: str) -> Page:
         return next(p for p in self.pages if type(p).__name__ == cls_name)
+
+    def _connect_pages(self) -> None:
+        """Fine-tune's "Open in explorer" opens the checkpoint in the Network explorer."""
+        source = next((p for p in self.pages if hasattr(p, "open_in_explorer")), None)
+        target = next((p for p in self.pages if hasattr(p, "open_model_file")), None)
+        if source is None or target is None:
+            return
+
+        def open_in_explorer(checkpoint: str, image: str) -> None:
+            self.show_page(self.pages.index(target))
+            target.open_model_file(checkpoint, image or None)
+
+        source.open_in_explorer.connect(open_in_explorer)
 
     # -- images -----------------------------------------------------------------------------------
     @Slot()

@@ -1,0 +1,266 @@
+"""All channels of one layer's output side by side, as a grid of small maps; click one to pick it.
+
+``FeatureGrid(parent=None)`` tiles a (C, H, W) feature map with core's ``tile_channels`` and colours it
+with core's ``apply_colormap``, so the picture is the same one ``cnn-explorer inspect`` writes to PNG.
+A (N,) vector (a linear layer's output) is shown as N one-pixel cells.
+
+Public API
+- ``set_map(fmap, *, sort_by=None, normalize=None, cmap=None)``: show a feature map; options left as None
+  keep their current value. ``sort_by`` is "index", "mean" or "max" (largest first); ``normalize`` is
+  "channel" (each cell stretched to its own range) or "layer" (one range for all cells); ``cmap`` one of
+  core's ``COLORMAPS``.
+- ``set_options(...)``: the same options, re-rendering the current map.
+- ``set_selected(channel)``: outline a channel's cell (None: no outline). ``selected`` is the channel.
+- ``clear(message="")``: nothing to show, optionally a message in its place.
+- ``grid`` (core ``Grid``), ``order`` (channel in each cell), ``fmap``, ``sort_by``, ``normalize``, ``cmap``.
+- ``cell_rect(channel) -> (row, col, height, width)`` in grid pixels, ``view_point(channel, y, x)``: where
+  unit (y, x) of a channel is in the view's coordinates (tests click there).
+- Signal ``channel_clicked(channel, y, x)``: a cell was clicked at unit (y, x) of that channel.
+- ``colormap(name) -> pg.ColorMap``: core's colour map for pyqtgraph items (colour bars, MapView).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QPen, QResizeEvent
+from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget
+
+from cnn_explorer.core.features import COLORMAPS, Grid, apply_colormap, channel_order, tile_channels
+from cnn_explorer.core.ops import format_number
+
+SORT_CHOICES = (("Channel number", "index"), ("Mean activation", "mean"), ("Max activation", "max"))
+NORMALIZE_CHOICES = (("Each channel", "channel"), ("Whole layer", "layer"))
+SELECTED_COLOUR = "#ff7f0e"
+_RETILE_MS = 120  # re-tile a moment after the last resize, not on every pixel of a drag
+
+
+@functools.cache
+def colormap(name: str) -> pg.ColorMap:
+    """Core's colour map ``name`` (256 steps) as a pyqtgraph ColorMap, for colour bars and map views."""
+    lut = apply_colormap(np.linspace(0.0, 1.0, 256, dtype=np.float32)[None, :], name)[0]
+    return pg.ColorMap(np.linspace(0.0, 1.0, 256), lut, name=name)
+
+
+class FeatureGrid(QWidget):
+    channel_clicked = Signal(int, int, int)  # channel, y, x
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.fmap: np.ndarray | None = None
+        self.grid: Grid | None = None
+        self.sort_by = "index"
+        self.normalize = "channel"
+        self.cmap = "viridis"
+        self.selected: int | None = None
+        self._order_cache: dict[str, np.ndarray] = {}
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setBackground(None)
+        self.graphics.ci.layout.setContentsMargins(0, 0, 0, 0)
+        self.graphics.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.graphics.setMinimumSize(160, 120)
+        self.view = self.graphics.addViewBox(row=0, col=0, lockAspect=True, invertY=True, enableMenu=False)
+        self.view.setDefaultPadding(0.01)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.image)
+        pen = QPen(QColor(SELECTED_COLOUR))
+        pen.setWidthF(3.0)
+        pen.setCosmetic(True)
+        pen.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
+        self.outline = QGraphicsRectItem()
+        self.outline.setPen(pen)
+        self.outline.setZValue(10)
+        self.outline.setVisible(False)
+        self.view.addItem(self.outline)
+
+        self.message_label = QLabel()
+        self.message_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message_label.setWordWrap(True)
+        self.message_label.setStyleSheet("color: #a33; padding: 16px; font-size: 13px;")
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.graphics)
+        self.stack.addWidget(self.message_label)
+        self.readout_label = QLabel(" ")
+        self.readout_label.setStyleSheet("color: #555;")
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.readout_label)
+
+        self._retile = QTimer(self)
+        self._retile.setSingleShot(True)
+        self._retile.setInterval(_RETILE_MS)
+        self._retile.timeout.connect(self._retile_if_needed)
+        self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.graphics.scene().sigMouseClicked.connect(self._on_mouse_clicked)
+
+    # -- content ----------------------------------------------------------------------------------
+    @property
+    def order(self) -> np.ndarray:
+        return np.zeros(0, np.int64) if self.grid is None else self.grid.order
+
+    def set_map(
+        self,
+        fmap: np.ndarray,
+        *,
+        sort_by: str | None = None,
+        normalize: str | None = None,
+        cmap: str | None = None,
+    ) -> None:
+        fmap = np.asarray(fmap)
+        if fmap.ndim == 1:
+            fmap = fmap[:, None, None]
+        if fmap.ndim != 3:
+            raise ValueError(f"expected a (C, H, W) feature map or a vector, got shape {fmap.shape}")
+        if fmap is not self.fmap:
+            self._order_cache.clear()
+            self.fmap = fmap
+        self._set_options(sort_by, normalize, cmap)
+        self._render(fit=True)
+
+    def set_options(
+        self, *, sort_by: str | None = None, normalize: str | None = None, cmap: str | None = None
+    ) -> None:
+        self._set_options(sort_by, normalize, cmap)
+        if self.fmap is not None:
+            self._render(fit=False)
+
+    def _set_options(self, sort_by: str | None, normalize: str | None, cmap: str | None) -> None:
+        if sort_by is not None:
+            if sort_by not in dict((v, k) for k, v in SORT_CHOICES):
+                raise ValueError(f"unknown order {sort_by!r}")
+            self.sort_by = sort_by
+        if normalize is not None:
+            if normalize not in dict((v, k) for k, v in NORMALIZE_CHOICES):
+                raise ValueError(f"unknown normalisation {normalize!r}")
+            self.normalize = normalize
+        if cmap is not None:
+            if cmap not in COLORMAPS:
+                raise ValueError(f"unknown colour map {cmap!r}")
+            self.cmap = cmap
+
+    def clear(self, message: str = "") -> None:
+        self.fmap = None
+        self.grid = None
+        self._order_cache.clear()
+        self.image.clear()
+        self.outline.setVisible(False)
+        self.readout_label.setText(" ")
+        self.message_label.setText(message)
+        self.stack.setCurrentWidget(self.message_label if message else self.graphics)
+
+    def _channel_order(self) -> np.ndarray:
+        assert self.fmap is not None
+        if self.sort_by not in self._order_cache:
+            self._order_cache[self.sort_by] = channel_order(self.fmap, self.sort_by)
+        return self._order_cache[self.sort_by]
+
+    @property
+    def effective_normalize(self) -> str:
+        """A one-value cell stretched to its own range is blank: vectors always share one range."""
+        if self.fmap is not None and self.fmap.shape[1:] == (1, 1):
+            return "layer"
+        return self.normalize
+
+    def _columns(self) -> int:
+        """Columns that fill the widget's shape (a wide widget gets a wide grid)."""
+        assert self.fmap is not None
+        c, h, w = self.fmap.shape
+        gap = self._gap()
+        width, height = max(1, self.graphics.width()), max(1, self.graphics.height())
+        cols = math.sqrt(c * (h + gap) / (w + gap) * width / height)
+        return max(1, min(c, math.ceil(cols)))
+
+    def _gap(self) -> int:
+        assert self.fmap is not None
+        return 0 if self.fmap.shape[1:] == (1, 1) else 1  # one-pixel cells (a vector) need no gaps
+
+    def _render(self, *, fit: bool) -> None:
+        assert self.fmap is not None
+        old_shape = None if self.grid is None else self.grid.image.shape
+        self.grid = tile_channels(
+            self.fmap,
+            columns=self._columns(),
+            order=self._channel_order(),
+            normalize=self.effective_normalize,
+            gap=self._gap(),
+        )
+        rgb = apply_colormap(self.grid.image, self.cmap)
+        self.image.setImage(rgb, autoLevels=False, levels=(0, 255))
+        self.stack.setCurrentWidget(self.graphics)
+        if fit or old_shape != self.grid.image.shape:
+            h, w = self.grid.image.shape
+            self.view.setRange(QRectF(0, 0, w, h), padding=0.01)
+        self.set_selected(self.selected)
+
+    def _retile_if_needed(self) -> None:
+        if self.fmap is not None and self.grid is not None and self._columns() != self.grid.columns:
+            self._render(fit=True)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self.fmap is not None:
+            self._retile.start()
+
+    # -- selection --------------------------------------------------------------------------------
+    def cell_rect(self, channel: int) -> tuple[int, int, int, int] | None:
+        """(row, col, height, width) of a channel's cell in grid pixels; None if it is not shown."""
+        if self.grid is None:
+            return None
+        where = np.flatnonzero(self.grid.order == channel)
+        if where.size == 0:
+            return None
+        y, x = self.grid.cell_origin(int(where[0]))
+        return y, x, self.grid.cell[0], self.grid.cell[1]
+
+    def set_selected(self, channel: int | None) -> None:
+        self.selected = channel
+        rect = None if channel is None else self.cell_rect(channel)
+        if rect is None:
+            self.outline.setVisible(False)
+            return
+        y, x, h, w = rect
+        self.outline.setRect(QRectF(x - 0.5, y - 0.5, w + 1, h + 1))
+        self.outline.setVisible(True)
+
+    def view_point(self, channel: int, y: int = 0, x: int = 0) -> QPointF:
+        """The centre of unit (y, x) of ``channel`` in view coordinates."""
+        rect = self.cell_rect(channel)
+        if rect is None:
+            raise KeyError(f"channel {channel} is not in the grid")
+        return QPointF(rect[1] + x + 0.5, rect[0] + y + 0.5)
+
+    # -- mouse ------------------------------------------------------------------------------------
+    def _unit_at_scene(self, scene_pos: QPointF) -> tuple[int, int, int] | None:
+        if self.grid is None:
+            return None
+        p = self.view.mapSceneToView(scene_pos)
+        gy, gx = p.y(), p.x()
+        channel = self.grid.channel_at(gy, gx)
+        if channel is None:
+            return None
+        ph, pw = self.grid.cell[0] + self.grid.gap, self.grid.cell[1] + self.grid.gap
+        return channel, int(gy % ph), int(gx % pw)
+
+    def readout(self, channel: int, y: int, x: int) -> str:
+        assert self.fmap is not None
+        value = format_number(float(self.fmap[channel, y, x]))
+        if self.fmap.shape[1:] == (1, 1):
+            return f"unit {channel}: {value}"
+        return f"channel {channel}, row {y}, col {x}: {value}"
+
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        hit = self._unit_at_scene(scene_pos)
+        self.readout_label.setText(" " if hit is None else self.readout(*hit) + "  (click to enlarge)")
+
+    def _on_mouse_clicked(self, event: object) -> None:
+        hit = self._unit_at_scene(event.scenePos())  # type: ignore[attr-defined]
+        if hit is not None:
+            self.channel_clicked.emit(*hit)

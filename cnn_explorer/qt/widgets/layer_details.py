@@ -1,0 +1,140 @@
+"""One layer's facts written out with its numbers: window, shapes, the output-size formula, parameters,
+multiply-adds, receptive field and the memory its captured output takes.
+
+``LayerDetails(parent=None)``: ``set_layer(row, module=None, activation=None, children=0)`` with a core
+``LayerRow`` (the numbers) and the ``nn.Module`` it came from (for the parameter breakdown);
+``clear(message)``; ``plain_text()`` gives what is shown, for tests. The texts come from the pure
+functions ``params_text(row, module)`` and ``macs_text(row)``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from torch import nn
+
+from cnn_explorer.core.features import Activation
+from cnn_explorer.core.layers import LayerRow
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    return "×".join(str(v) for v in shape) if shape else "?"
+
+
+def short_number(n: float) -> str:
+    """12,345,678 → "12.3 M": the size at a glance next to the exact number."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}\u00a0{unit}"  # no line break inside "1.81 G"
+    return f"{n:g}"
+
+
+def _with_short(n: int) -> str:
+    return f"{n:,}" + (f" ({short_number(n)})" if n >= 10_000 else "")
+
+
+def params_text(row: LayerRow, module: nn.Module | None) -> str:
+    """e.g. "weight 6·1·5·5 = 150 + bias 6 = 156"; blocks and repeated calls say what they add up."""
+    if row.call > 1:
+        return f"{row.params:,}, shared with {row.module_name} (the same module, called again)"
+    if row.kind == "block":
+        return f"{row.params:,} in its layers" if row.params else "none"
+    if module is None or row.params == 0:
+        return f"{row.params:,}" if row.params else "none"
+    parts = []
+    for name, p in module.named_parameters():
+        label = name.rsplit(".", 1)[-1]
+        dims = list(p.shape)
+        if len(dims) > 1:
+            parts.append(f"{label} {'·'.join(str(d) for d in dims)} = {p.numel():,}")
+        else:
+            parts.append(f"{label} {p.numel():,}")
+    text = " + ".join(parts)
+    return text if len(parts) == 1 and "=" in text else f"{text} = {row.params:,}"
+
+
+def macs_text(row: LayerRow) -> str:
+    """Multiply-adds per image, e.g. "28·28 positions · 6 filters · 1·5·5 = 117,600"."""
+    if row.macs == 0:
+        return "none"
+    if row.kind == "block":
+        return f"{_with_short(row.macs)}, the sum over its layers"
+    if row.type.startswith("Conv") and row.kernel and len(row.out_shape) == 3 and len(row.in_shape) == 3:
+        c_out, h, w = row.out_shape
+        per = row.in_shape[0] // (row.groups or 1)
+        kh, kw = row.kernel
+        if h * w * c_out * per * kh * kw == row.macs:
+            return f"{h}·{w} positions · {c_out} filters · {per}·{kh}·{kw} = {_with_short(row.macs)}"
+    if row.type == "Linear" and row.in_shape and row.out_shape:
+        n_in, n_out = row.in_shape[-1], row.out_shape[-1]
+        if n_in * n_out * math.prod(row.out_shape[:-1]) == row.macs:
+            return f"{n_out} outputs · {n_in} inputs = {_with_short(row.macs)}"
+    return _with_short(row.macs)
+
+
+def _rf_text(row: LayerRow) -> str:
+    if row.rf_size is None:
+        return "the whole input (the spatial layout is gone)"
+    jump = row.rf_jump or (1, 1)
+    step = f"{jump[0]}" if jump[0] == jump[1] else f"{jump[0]}×{jump[1]}"
+    size = f"{row.rf_size[0]}×{row.rf_size[1]}"
+    return f"{size} px of the input; neighbouring units {step} px apart"
+
+
+class LayerDetails(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = QLabel()
+        self.label.setTextFormat(Qt.TextFormat.RichText)
+        self.label.setWordWrap(True)
+        self.label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.label)
+        self._rows: list[tuple[str, str]] = []
+
+    def clear(self, message: str = "") -> None:
+        self._rows = []
+        self.label.setText(f"<i style='color:#777'>{html.escape(message)}</i>")
+
+    def set_layer(
+        self,
+        row: LayerRow,
+        module: nn.Module | None = None,
+        activation: Activation | None = None,
+        children: int = 0,
+    ) -> None:
+        rows: list[tuple[str, str]] = []
+        kind = f"block of {children} layers" if row.kind == "block" and children else row.kind
+        rows.append(("Type", f"{row.type} ({kind})"))
+        if row.geometry_text():
+            rows.append(("Window", row.geometry_text()))
+        rows.append(("Shape", f"{shape_text(row.in_shape)} → {shape_text(row.out_shape)}"))
+        arithmetic = row.shape_arithmetic()
+        if arithmetic:
+            for line in arithmetic.splitlines():
+                label, _, formula = line.rpartition(": ")
+                rows.append((f"Output {label}" if label else "Output size", formula))
+        rows.append(("Parameters", params_text(row, module)))
+        rows.append(("Multiply-adds", macs_text(row)))
+        rows.append(("Receptive field", _rf_text(row)))
+        if activation is not None:
+            n = activation.nbytes
+            size = f"{n / 2**20:.2f} MB" if n >= 2**17 else f"{n / 2**10:.1f} KB"
+            kept = "too large to keep: not captured" if activation.too_large else "kept as float16"
+            rows.append(("Output in memory", f"{size}, {kept}"))
+        self._rows = rows
+        cells = "".join(
+            f"<tr><td style='color:#666; padding-right:8px; white-space:nowrap'>{html.escape(k)}</td>"
+            f"<td>{html.escape(v)}</td></tr>"
+            for k, v in rows
+        )
+        self.label.setText(f"<table cellspacing='0' cellpadding='1'>{cells}</table>")
+
+    def plain_text(self) -> str:
+        return "\n".join(f"{k}: {v}" for k, v in self._rows)

@@ -1,0 +1,482 @@
+"""The network explorer page, driven through its widgets: models, layers, channels, Grad-CAM, files."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtWidgets import QFileDialog
+from torch import nn
+
+from cnn_explorer.core import zoo
+from cnn_explorer.core.cam import default_cam_layer
+from cnn_explorer.core.features import apply_colormap
+from cnn_explorer.core.images import open_image
+from cnn_explorer.qt import workers
+from cnn_explorer.qt.pages.network import NetworkPage, image_key
+from cnn_explorer.qt.widgets.map_view import MapView
+
+IDLE_MS = 60_000
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat", "lynx"}
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return open_image(ASSETS / "chelsea.png")
+
+
+@pytest.fixture(scope="module")
+def coffee():
+    return open_image(ASSETS / "coffee.jpg")
+
+
+@pytest.fixture
+def page(qtbot):
+    net = NetworkPage()
+    qtbot.addWidget(net)
+    net.resize(1230, 850)
+    net.show()
+    yield net
+    net.shutdown()
+    qtbot.waitUntil(lambda: not workers.active_jobs(), timeout=IDLE_MS)
+
+
+def idle(qtbot, net: NetworkPage) -> None:
+    qtbot.waitUntil(lambda: not net.is_busy(), timeout=IDLE_MS)
+
+
+def choose_model(qtbot, net: NetworkPage, name: str) -> None:
+    index = net.model_combo.findData(f"zoo:{name}")
+    assert index >= 0, f"{name} not offered"
+    net.model_combo.setCurrentIndex(index)
+    idle(qtbot, net)
+    assert net.loaded is not None and net.loaded.info.name == name
+
+
+@pytest.fixture
+def lenet(page, qtbot, cat):
+    """The page showing (untrained) LeNet-5 on the cat."""
+    page.model_combo.setCurrentIndex(page.model_combo.findData("zoo:lenet5"))
+    assert not page.is_busy()  # no picture yet: nothing to run
+    page.set_image(cat)
+    idle(qtbot, page)
+    assert page.loaded.info.name == "lenet5"
+    return page
+
+
+def click_view(qtbot, view: MapView, row: int, col: int) -> None:
+    scene = view.view.mapViewToScene(QPointF(col + 0.5, row + 0.5))
+    qtbot.mouseClick(
+        view.graphics.viewport(), Qt.MouseButton.LeftButton, pos=view.graphics.mapFromScene(scene)
+    )
+
+
+def header(net: NetworkPage) -> str:
+    return net.layer_header.text()
+
+
+# --- the default model on the cat ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_lite0_loads_first_finds_the_cat_and_shows_grad_cam(page, qtbot, cat):
+    assert page.model_combo.currentData() == "zoo:efficientnet_lite0"
+    assert "ImageNet weights" in page.model_combo.currentText()
+    page.set_image(cat)
+    assert page.is_busy()  # returned at once: loading and the forward pass run in a worker
+    idle(qtbot, page)
+    assert page.loaded.info.name == "efficientnet_lite0" and page.badge.text() == "ImageNet weights"
+    assert not page.untrained_note.isVisible()
+    names = [name for name, _ in page.predictions.rows()]
+    assert len(names) == 5 and CAT_CLASSES & set(names[:5])
+    assert page.input_view.data.shape == (224, 224, 3)
+    assert page.layer_tree.topLevelItemCount() > 10 and "149 steps" in page.layer_summary.text()
+
+    # Grad-CAM for the top class at the last spatial layer, drawn over the picture.
+    plain = page.input_view.data.copy()
+    with qtbot.waitSignal(page.cam_check.toggled):
+        qtbot.mouseClick(page.cam_check, Qt.MouseButton.LeftButton)
+    idle(qtbot, page)
+    cam = page.cam
+    assert cam is not None and cam.heatmap.shape == (224, 224) and cam.heatmap.max() == pytest.approx(1.0)
+    assert cam.layer == default_cam_layer(page.exploration.table)
+    assert cam.class_index == page.exploration.predictions[0].index
+    assert page.input_view.data.shape == (224, 224, 3) and not np.allclose(page.input_view.data, plain)
+    assert "Grad-CAM" in page.input_view.caption_label.text()
+
+    # Clicking another prediction shows where that class's evidence is.
+    second = page.exploration.predictions[1]
+    qtbot.mouseClick(page.predictions, Qt.MouseButton.LeftButton, pos=QPoint(60, 2 + 24 + 12))  # 2nd row
+    idle(qtbot, page)
+    assert page.cam_class_combo.currentData() == second.index and page.cam.class_index == second.index
+
+    page.cam_check.setChecked(False)
+    np.testing.assert_allclose(page.input_view.data, plain)
+
+    # The first layer's filters as colour patches: 32 filters of 3×3×3.
+    page.set_layer(0)
+    page.tabs.setCurrentWidget(page.filter_view)
+    assert page.filter_view.mode == "rgb" and page.filter_view.weights.shape == (32, 3, 3, 3)
+    assert (
+        page.filter_view.map.data.shape[2] == 3
+        and "colour patches" in page.filter_view.map.title_label.text()
+    )
+
+    # The screenshot state: a mid-network layer, a channel chosen, its unit's receptive field drawn.
+    page.prepare_screenshot()
+    idle(qtbot, page)
+    assert page.current_row.name == "_blocks.3._swish" and page.channel is not None
+    top, left, h, w = page.receptive_field()
+    assert (h, w) == page.current_row.rf_size and 0 <= top < 224 and 0 <= left < 224
+
+
+# --- stepping through layers -----------------------------------------------------------------------------
+
+
+def test_lenet_steps_through_layers_with_buttons_and_keys(lenet, qtbot):
+    page = lenet
+    assert page.badge.text() == "UNTRAINED" and page.untrained_note.isVisible()
+    assert page.layer_names() == [
+        "c1", "c1_tanh", "s2", "c3", "c3_tanh", "s4", "c5", "c5_tanh", "flatten", "f6", "f6_tanh", "output"
+    ]  # fmt: skip
+    assert "<b>c1</b>" in header(page) and "6×28×28" in header(page)
+    assert not page.prev_button.isEnabled() and page.position_label.text() == "1 / 12"
+    assert len(page.grid.order) == 6 and page.grid.grid.cell == (28, 28)
+
+    qtbot.mouseClick(page.next_button, Qt.MouseButton.LeftButton)
+    assert page.current_row.name == "c1_tanh" and page.layer_tree.currentItem().text(0) == "c1_tanh"
+    qtbot.keyClick(page.layer_tree, Qt.Key.Key_Down)
+    assert page.current_row.name == "s2" and "6×14×14" in header(page)
+    assert page.grid.grid.cell == (14, 14)
+    qtbot.keyClick(page, Qt.Key.Key_Down)
+    assert page.current_row.name == "c3"
+    qtbot.keyClick(page.layer_tree, Qt.Key.Key_Up)
+    assert page.current_row.name == "s2"
+    qtbot.mouseClick(page.prev_button, Qt.MouseButton.LeftButton)
+    assert page.current_row.name == "c1_tanh"
+    qtbot.keyClick(page, Qt.Key.Key_End)
+    assert page.current_row.name == "output" and not page.next_button.isEnabled()
+    qtbot.keyClick(page, Qt.Key.Key_Down)  # stays at the last layer
+    assert page.position_label.text() == "12 / 12"
+    # A vector: one cell per class, and every unit sees the whole picture.
+    assert page.grid.grid.cell == (1, 1) and len(page.grid.order) == 10
+    assert page.receptive_field() is None and "whole picture" in page.input_view.caption_label.text()
+    # Choosing a row in the tree jumps there.
+    page.layer_tree.setCurrentItem(page._items["c3"])
+    assert page.current_row.name == "c3"
+
+
+def test_layer_details_write_out_the_arithmetic(lenet):
+    page = lenet
+    text = page.details.plain_text()
+    assert "Window: 5×5" in text
+    assert "1×32×32 → 6×28×28" in text
+    assert "⌊(32 + 2·0 − 5)/1⌋ + 1 = 28" in text
+    assert "weight 6·1·5·5 = 150 + bias 6 = 156" in text
+    assert "28·28 positions · 6 filters · 1·5·5 = 117,600" in text
+    page.set_layer_by_name("c3")
+    text = page.details.plain_text()
+    assert "weight 16·6·5·5 = 2,400 + bias 16 = 2,416" in text
+    assert "⌊(14 + 2·0 − 5)/1⌋ + 1 = 10" in text
+    assert "Receptive field: 14×14 px" in text
+    page.set_layer_by_name("f6")
+    assert "84 outputs · 120 inputs = 10,080" in page.details.plain_text()
+    # Statistics of the captured activations, as numpy computes them.
+    page.set_layer_by_name("c1_tanh")
+    data = page.exploration.capture["c1_tanh"].data.astype(np.float32)
+    stats = page.stats_view.stats
+    assert stats.count == data.size and stats.maximum == pytest.approx(float(data.max()))
+    assert stats.mean == pytest.approx(float(data.mean()), abs=1e-4)
+    assert "min" in page.stats_view.summary_text() and "zeros" in page.stats_view.summary_text()
+
+
+# --- channels and receptive fields ------------------------------------------------------------------------
+
+
+def test_click_a_channel_shows_it_large_with_its_receptive_field(lenet, qtbot):
+    page = lenet
+    page.set_layer_by_name("c3")  # 16 maps of 10×10
+    idle(qtbot, page)
+    point = page.grid.view.mapViewToScene(page.grid.view_point(5, 2, 3))
+    qtbot.mouseClick(
+        page.grid.graphics.viewport(), Qt.MouseButton.LeftButton, pos=page.grid.graphics.mapFromScene(point)
+    )
+    assert page.channel == 5 and page.unit == (2, 3)
+    np.testing.assert_array_equal(
+        page.channel_view.data, page.exploration.capture["c3"].data[5].astype(np.float32)
+    )
+    assert "Channel 5 of 16" in page.channel_view.title_label.text()
+    assert page.channel_view.highlight_rects("unit") == [(2, 3, 1, 1)]
+    # By hand: c1 (5×5) → field 5, jump 1, centre 2; s2 (2×2, stride 2) → 6, jump 2, centre 2.5;
+    # c3 (5×5) → 6 + 4·2 = 14, jump 2, centre 6.5. Unit (2, 3): centres 10.5 and 12.5, ± 6.5.
+    assert page.receptive_field() == (4, 6, 14, 14)
+    assert "rows 4–17, cols 6–19 (14×14 px)" in page.input_view.caption_label.text()
+    assert page.grid.outline.isVisible()
+
+    # Clicking a unit of the large map moves the field; a click on the picture picks the nearest unit.
+    click_view(qtbot, page.channel_view, 0, 0)
+    assert page.unit == (0, 0) and page.receptive_field() == (0, 0, 14, 14)  # clipped at the border
+    assert "reaches into the padding" not in page.input_view.caption_label.text()
+    click_view(qtbot, page.input_view, 31, 31)
+    assert page.unit == (9, 9) and page.channel_view.highlight_rects("unit") == [(9, 9, 1, 1)]
+    # ←/→ step through the channels in the grid's order.
+    qtbot.keyClick(page, Qt.Key.Key_Right)
+    assert page.channel == 6
+
+
+def test_grid_order_scaling_and_colours(lenet, qtbot):
+    page = lenet
+    page.set_layer_by_name("c3_tanh")
+    data = page.exploration.capture["c3_tanh"].data.astype(np.float32)
+    page.sort_combo.setCurrentIndex(page.sort_combo.findData("mean"))
+    expected = np.argsort(-data.reshape(16, -1).mean(axis=1), kind="stable")
+    np.testing.assert_array_equal(page.grid.order, expected)
+    assert page.grid.cell_rect(int(expected[0]))[:2] == (0, 0)  # the strongest channel comes first
+
+    page.scale_combo.setCurrentIndex(page.scale_combo.findData("layer"))
+    lo, hi = page.grid.grid.value_range
+    assert (lo, hi) == pytest.approx((float(data.min()), float(data.max())))
+    assert page.channel_view.levels == pytest.approx((lo, hi))  # the large map uses the same scale
+
+    page.cmap_combo.setCurrentText("gray")
+    rgb = page.grid.image.image
+    assert rgb.shape[:2] == page.grid.grid.image.shape and np.all(rgb[..., 0] == rgb[..., 2])
+    np.testing.assert_array_equal(rgb, apply_colormap(page.grid.grid.image, "gray"))
+
+
+def test_filters_tab_shows_the_layers_kernels(lenet, qtbot):
+    page = lenet
+    page.tabs.setCurrentWidget(page.filter_view)
+    weight = page.loaded.model.c1.weight.detach().numpy()
+    assert page.filter_view.mode == "all"  # one grey input: six 5×5 kernels
+    np.testing.assert_allclose(page.filter_view.weights, weight[:, 0])
+    page.set_layer_by_name("c3")
+    page.select_channel(4)
+    assert page.filter_view.mode == "channel"
+    np.testing.assert_allclose(page.filter_view.weights, page.loaded.model.c3.weight.detach().numpy()[4])
+    page.set_layer_by_name("s2")
+    assert page.filter_view.mode == "none" and "no filters" in page.filter_view.map.message_label.text()
+
+
+def test_grad_cam_on_lenet_follows_layer_and_class(lenet, qtbot):
+    page = lenet
+    page.cam_check.setChecked(True)
+    idle(qtbot, page)
+    assert page.cam.layer == "s4" and page.cam.heatmap.shape == (32, 32)  # the last map larger than 1×1
+    assert page.input_view.data.shape == (32, 32, 3)  # grey picture coloured by the heat map
+    page.cam_layer_combo.setCurrentIndex(page.cam_layer_combo.findData("current"))
+    page.set_layer_by_name("c3")
+    idle(qtbot, page)
+    assert page.cam.layer == "c3"
+    page.set_layer_by_name("f6")  # a vector: Grad-CAM cannot use it, and says so
+    idle(qtbot, page)
+    assert page.cam is None and "no spatial map" in page.cam_info.text()
+    page.cam_check.setChecked(False)
+    assert page.input_view.data.shape == (32, 32)
+
+
+def test_a_layer_too_large_to_keep_is_reported(page, qtbot, cat):
+    page.max_layer_bytes = 4_000  # c1's output, 6×28×28 float16, is 9,408 bytes
+    page.model_combo.setCurrentIndex(page.model_combo.findData("zoo:lenet5"))
+    page.set_image(cat)
+    idle(qtbot, page)
+    assert "c1" in page.exploration.capture.skipped and "s2" not in page.exploration.capture.skipped
+    assert page.grid.fmap is None and "larger than" in page.grid.message_label.text()
+    assert page.layer_tree.topLevelItem(0).text(0).endswith("⚠")
+    assert "too large to keep" in page.details.plain_text()
+    assert "large layers not kept" in page.layer_summary.text()
+    page.next_layer()
+    page.next_layer()
+    assert page.current_row.name == "s2" and page.grid.fmap is not None
+
+
+# --- work in the background, caching ---------------------------------------------------------------------
+
+
+def test_changing_image_while_busy_cancels_stale_work(lenet, qtbot, cat, coffee):
+    page = lenet
+    lenet_cat = page.exploration
+    page.model_combo.setCurrentIndex(page.model_combo.findData("zoo:resnet18"))
+    first = page._slot.current
+    assert first is not None and first.is_running
+    page.set_image(coffee)  # before ResNet-18 has finished on the cat
+    assert first.is_cancelled
+    idle(qtbot, page)
+    assert first.outcome == "cancelled"
+    assert page.loaded.info.name == "resnet18" and page._image_key == image_key(coffee)
+    expected = page.loaded.preprocess.crop_pixels(coffee.pixels)
+    np.testing.assert_array_equal(page.exploration.pixels, expected)
+    assert ("zoo:resnet18", image_key(cat)) not in page._results
+    # The untrained badge and the reason (downloads are off in the tests) are shown.
+    assert page.badge.text() == "UNTRAINED" and "downloads disabled" in page.weights_label.text()
+    assert "untrained" in page.model_combo.currentText()
+
+    # Results are cached per (model, image): going back is instant, no new job.
+    resnet_coffee = page.exploration
+    page.set_image(cat)
+    running = page._slot.current
+    assert running is not first and running.is_running  # ResNet-18 never finished on the cat
+    page.model_combo.setCurrentIndex(page.model_combo.findData("zoo:lenet5"))
+    assert page.exploration is lenet_cat and page.loaded.info.name == "lenet5"  # shown at once
+    assert running.is_cancelled and page._slot.current is running  # the stale job stopped, none started
+    page.set_image(coffee)
+    idle(qtbot, page)
+    page.model_combo.setCurrentIndex(page.model_combo.findData("zoo:resnet18"))
+    assert not page.is_busy() and page.exploration is resnet_coffee
+
+
+def test_cancel_button_stops_the_work(page, qtbot, cat):
+    page.set_image(cat)
+    choose_model(qtbot, page, "lenet5")
+    page.model_combo.setCurrentIndex(page.model_combo.findData("zoo:resnet18"))
+    assert page.cancel_button.isVisible()
+    qtbot.mouseClick(page.cancel_button, Qt.MouseButton.LeftButton)
+    idle(qtbot, page)
+    assert page.loaded.info.name == "lenet5"  # still what was shown before
+    assert page.model_combo.currentData() == "zoo:lenet5"
+
+
+class _SlowWeights(http.server.BaseHTTPRequestHandler):
+    """Serves 8 MB of "weights" slowly, so a download is still running when the test cancels it."""
+
+    def do_GET(self) -> None:
+        size = 8 << 20
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        chunk = b"\0" * (64 << 10)
+        stop = threading.Event()
+        for _ in range(size // len(chunk)):
+            try:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+            except OSError:
+                return
+            stop.wait(0.05)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowWeights)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_weight_download_shows_progress_and_cancel_falls_back_to_untrained(
+    page, qtbot, cat, slow_server, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("CNN_EXPLORER_OFFLINE", "0")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty torchvision cache
+    monkeypatch.setattr(zoo, "_download_url", lambda w: f"{slow_server}/squeezenet1_1-b8a52dc0.pth")
+    page.set_image(cat)
+    choose_model(qtbot, page, "lenet5")
+    page.model_combo.setCurrentIndex(page.model_combo.findData("zoo:squeezenet1_1"))
+    qtbot.waitUntil(lambda: "Downloading weights" in page.stage_label.text(), timeout=20_000)
+    assert page.progress.maximum() == 1000 and "of 8.0 MB" in page.stage_label.text()
+    qtbot.mouseClick(page.cancel_button, Qt.MouseButton.LeftButton)
+    idle(qtbot, page)
+    assert page.loaded.info.name == "squeezenet1_1" and page.badge.text() == "UNTRAINED"
+    assert "cancelled" in page.notice_label.text() and page.notice_label.isVisible()
+    assert not list((tmp_path / "hub" / "checkpoints").glob("*.pth"))  # no half-written file left
+
+
+def test_offline_download_failure_says_so(page, qtbot, cat, monkeypatch, tmp_path):
+    monkeypatch.setenv("CNN_EXPLORER_OFFLINE", "0")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(zoo, "_download_url", lambda w: "http://127.0.0.1:9/squeezenet1_1-b8a52dc0.pth")
+    page.set_image(cat)
+    choose_model(qtbot, page, "squeezenet1_1")
+    assert page.badge.text() == "UNTRAINED"
+    assert "could not be downloaded" in page.weights_label.text()
+    assert "download failed" in page.weights_label.text()
+
+
+# --- model files -----------------------------------------------------------------------------------------
+
+
+def _lenet_checkpoint(path: Path, classes: list[str]) -> nn.Module:
+    torch.manual_seed(3)
+    model = zoo.LeNet5(len(classes)).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    zoo.save_checkpoint(path, model, arch="lenet5", class_names=classes, preprocess=zoo.LENET5_PREPROCESS)
+    return model
+
+
+def test_open_model_file_runs_a_fine_tuned_checkpoint(lenet, qtbot, tmp_path, coffee):
+    page = lenet
+    classes = ["bird", "cat", "horse"]
+    path = tmp_path / "runs" / "animals-01" / "best.pt"
+    model = _lenet_checkpoint(path, classes)
+    page.open_model_file(path, image=ASSETS / "coffee.jpg")
+    idle(qtbot, page)
+    assert page.model_combo.currentText().startswith("Fine-tuned: animals-01")
+    assert page.badge.text() == "your weights" and not page.untrained_note.isVisible()
+    assert page.image.path.name == "coffee.jpg"
+    assert sorted(name for name, _ in page.predictions.rows()) == sorted(classes)
+    with torch.inference_mode():
+        probs = torch.softmax(model(zoo.LENET5_PREPROCESS(coffee.pixels)[None]), 1)[0].numpy()
+    shown = {p.name: p.probability for p in page.exploration.predictions}
+    for i, name in enumerate(classes):
+        assert shown[name] == pytest.approx(float(probs[i]), abs=1e-5)
+    # The layers are there to explore, as for any zoo model.
+    page.set_layer_by_name("c3")
+    assert page.grid.grid is not None and len(page.grid.order) == 16
+
+
+def test_open_model_file_button_uses_a_file_dialog(lenet, qtbot, tmp_path, monkeypatch):
+    page = lenet
+    path = tmp_path / "weights.pt"
+    _lenet_checkpoint(path, ["a", "b"])
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    qtbot.mouseClick(page.open_button, Qt.MouseButton.LeftButton)
+    idle(qtbot, page)
+    assert page.model_combo.currentText().startswith("Fine-tuned: weights")
+    assert [n for n, _ in page.predictions.rows()] in (["a", "b"], ["b", "a"])
+
+
+def test_a_wrong_model_file_gives_a_clear_message_and_the_page_goes_on(lenet, qtbot, tmp_path):
+    page = lenet
+    bad = tmp_path / "notes.pt"
+    bad.write_text("these are my notes, not weights")
+    with qtbot.waitSignal(page.status_message, timeout=IDLE_MS) as said:
+        page.open_model_file(bad)
+    idle(qtbot, page)
+    assert "notes.pt" in said.args[0] and "not a PyTorch weights file" in said.args[0]
+    assert page.notice_label.isVisible() and "notes.pt" in page.notice_label.text()
+    assert page.loaded.info.name == "lenet5" and page.model_combo.currentData() == "zoo:lenet5"
+
+    pickled = tmp_path / "whole_model.pt"
+    torch.save(zoo.LeNet5(), pickled)  # a pickled full model could run code: refused
+    page.open_model_file(pickled)
+    idle(qtbot, page)
+    assert "whole_model.pt" in page.notice_label.text() and "pickled" in page.notice_label.text()
+    page.next_layer()
+    assert page.current_row.name == "c1_tanh"  # still working
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_torchscript_model_shows_predictions_without_layers(lenet, qtbot, tmp_path):
+    page = lenet
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(net.eval()), str(path))
+    page.open_model_file(path)
+    idle(qtbot, page)
+    assert page.model_combo.currentText().startswith("File: scripted.pt")
+    assert [n for n, _ in page.predictions.rows()] and not page.rows
+    assert "TorchScript" in page.grid.message_label.text()
+    page.cam_check.setChecked(True)
+    assert "TorchScript" in page.cam_info.text()
