@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 from pathlib import Path
@@ -42,5 +43,6 @@ def no_threads_left_behind(request):
     for t in leftover:
         t.join(timeout=5)
     still = [t.name for t in leftover if t.is_alive()]
-    if jobs or still:
-        pytest.fail(f"test left work running: jobs={jobs} threads={still}")
+    children = [p.name for p in multiprocessing.active_children()]  # also reaps finished ones
+    if jobs or still or children:
+        pytest.fail(f"test left work running: jobs={jobs} threads={still} processes={children}")

@@ -7,7 +7,12 @@ The GUI's worker owns the Control and flips it from the GUI thread; the CLI uses
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import os
+import pickle
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -19,10 +24,18 @@ class Cancelled(Exception):
 class Control:
     """Thread-safe cancel / pause flags plus an optional progress sink."""
 
-    def __init__(self, report: Callable[[Any], None] | None = None) -> None:
-        self._cancel = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
+    def __init__(
+        self,
+        report: Callable[[Any], None] | None = None,
+        *,
+        cancel_event: Any = None,
+        running_event: Any = None,
+    ) -> None:
+        # The events may be multiprocessing Events (same interface), so a child process sees the flags.
+        self._cancel = cancel_event if cancel_event is not None else threading.Event()
+        self._running = running_event if running_event is not None else threading.Event()
+        if running_event is None:
+            self._running.set()
         self._report = report
 
     # -- called from the controlling side -------------------------------------------------------
@@ -68,3 +81,71 @@ def checkpoint(control: Control | None) -> None:
 def report(control: Control | None, event: Any) -> None:
     if control is not None:
         control.report(event)
+
+
+def run_job(fn: Callable[..., Any], args: tuple, kwargs: dict, control: Control) -> Any:
+    """Run ``fn(*args, **kwargs)`` under ``control`` and return its result.
+
+    ``fn`` gets ``control=`` if it has a parameter of that name. If it returns a generator, the generator
+    is drained here: a checkpoint before each item, each item sent to ``control.report``, and its
+    ``return`` value returned; closing it on the way out runs its ``finally`` blocks (saving checkpoints).
+    Raises :class:`Cancelled` when cancelled.
+    """
+    control.checkpoint()
+    try:
+        takes_control = "control" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        takes_control = False
+    value = fn(*args, **({**kwargs, "control": control} if takes_control else kwargs))
+    if not inspect.isgenerator(value):
+        return value
+    gen = value
+    try:
+        while True:
+            control.checkpoint()
+            try:
+                item = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            control.report(item)
+    finally:
+        gen.close()
+
+
+def serve_job(
+    fn: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    queue: Any,
+    cancel_event: Any,
+    running_event: Any,
+    nice: int = 0,
+) -> None:
+    """Entry point of a worker *process*: :func:`run_job`, with everything sent back through ``queue``.
+
+    Messages: ("event", item) for each progress event, then exactly one of ("result", value),
+    ("failed", exception) or ("cancelled", None). It lives here, not in the Qt layer, so the child
+    process never imports Qt.
+    """
+    if nice and hasattr(os, "nice"):
+        with contextlib.suppress(OSError):
+            os.nice(nice)  # the window's process gets the CPU first when it needs it
+    control = Control(
+        lambda event: queue.put(("event", event)), cancel_event=cancel_event, running_event=running_event
+    )
+    try:
+        queue.put(("result", run_job(fn, args, kwargs, control)))
+    except Cancelled:
+        queue.put(("cancelled", None))
+    except BaseException as exc:  # everything must reach the window, nothing may vanish
+        if control.cancelled:
+            queue.put(("cancelled", None))
+            return
+        text = traceback.format_exc()
+        try:
+            pickle.dumps(exc)
+            payload: BaseException = exc
+        except Exception:  # an exception that cannot cross the process boundary as itself
+            payload = RuntimeError(f"{type(exc).__name__}: {exc}")
+        payload.__traceback_text__ = text  # type: ignore[attr-defined]
+        queue.put(("failed", payload))

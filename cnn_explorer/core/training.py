@@ -1085,3 +1085,26 @@ def predict_files(
                 top = [(names[int(c)], float(v)) for v, c in zip(p[row], idx[row], strict=True)]
                 out[i] = Prediction(Path(paths[i]), top)
     return [out[i] for i in range(len(paths))]
+
+
+@dataclass(frozen=True)
+class PriorLogs:
+    """The logs a resumed run already has, read in the worker before it continues."""
+
+    steps: list[tuple[int, int, int, float, float]]
+    epochs: list[EpochMetrics]
+    best_epoch: int
+
+
+def resume_with_logs(
+    run_dir: str | Path, epochs: int | None = None, control: Control | None = None
+) -> Generator[object, None, RunSummary]:
+    """``resume``, with the run's earlier curves sent right after RunStarted (for a window)."""
+    events = resume(run_dir, epochs=epochs, control=control)
+    try:
+        yield next(events)  # RunStarted: the logs are trimmed to the resume point by now
+        run = RunDir(run_dir)
+        yield PriorLogs(run.read_steps(), run.read_epochs(), run.read_summary().best_epoch)
+        return (yield from events)
+    finally:
+        events.close()  # a stop while waiting here still saves last.pt

@@ -15,62 +15,108 @@ If ``fn`` has a parameter named ``control`` it receives the job's :class:`Contro
 ``control.checkpoint()`` between units of work so Cancel and Pause act promptly. A generator is checked
 between items automatically. After ``cancel()`` a job emits nothing but ``cancelled``/``failed`` and
 ``finished``: a stale job cannot overwrite newer results.
+
+``start_process_job`` has the same interface but runs ``fn`` in a child process (spawned, niced): for
+long Python-heavy work such as training, whose interpreter lock and CPU use would otherwise make the
+window stutter. Its arguments, events and result must be picklable and ``fn`` must be importable
+(a module-level function of ``core``).
 """
 
 from __future__ import annotations
 
-import inspect
+import multiprocessing
+import queue as queue_module
 import threading
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
-from cnn_explorer.core.control import Cancelled, Control
+from cnn_explorer.core.control import Cancelled, Control, run_job, serve_job
 
 EVENT_INTERVAL_MS = 50  # <= 20 UI updates per second
+PROCESS_NICENESS = 5  # a worker process yields the CPU to the window
 
 _active: set[Job] = set()
 
 
 class _Thread(QThread):
+    """Runs the job in this process, on its own thread."""
+
     done = Signal(str, object)  # ("result" | "failed" | "cancelled", payload)
 
-    def __init__(self, call: Callable[[], Any], control: Control, report: Callable[[Any], None]) -> None:
+    def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict, control: Control) -> None:
         super().__init__()
-        self._call = call
+        self._job = (fn, args, kwargs)
         self._control = control
-        self._report = report
+
+    def run(self) -> None:
+        fn, args, kwargs = self._job
+        try:
+            self.done.emit("result", run_job(fn, args, kwargs, self._control))
+        except Cancelled:
+            self.done.emit("cancelled", None)
+        except BaseException as exc:  # everything must reach the GUI, nothing may kill it
+            exc.__traceback_text__ = traceback.format_exc()  # type: ignore[attr-defined]
+            self.done.emit("cancelled" if self._control.cancelled else "failed", exc)
+
+    def stop_now(self) -> None:
+        """Last resort on quit; a thread cannot be killed safely, so there is nothing more to do."""
+
+
+class _ProcessRelay(QThread):
+    """Runs the job in a spawned child process and relays its messages from this thread."""
+
+    done = Signal(str, object)
+
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple, kwargs: dict, control: Control, context: Any, channel: Any
+    ) -> None:
+        super().__init__()
+        self._control = control
+        self._channel = channel
+        self.process = context.Process(
+            target=serve_job,
+            args=(fn, args, kwargs, channel, control._cancel, control._running, PROCESS_NICENESS),
+            daemon=True,
+        )
 
     def run(self) -> None:
         try:
-            self._control.checkpoint()
-            value = self._call()
-            if isinstance(value, Iterator) and inspect.isgenerator(value):
-                value = self._drain(value)
-            self.done.emit("result", value)
-        except Cancelled:
-            self.done.emit("cancelled", None)
-        except BaseException as exc:
-            exc.__traceback_text__ = traceback.format_exc()  # type: ignore[attr-defined]
-            if self._control.cancelled:
-                self.done.emit("cancelled", None)
+            self.process.start()
+        except Exception as exc:  # e.g. an argument that cannot be pickled for the child
+            self.done.emit("failed", RuntimeError(f"could not start the worker process: {exc}"))
+            return
+        outcome: tuple[str, object] | None = None
+        while outcome is None:
+            try:
+                kind, payload = self._channel.get(timeout=0.1)
+            except queue_module.Empty:
+                if not self.process.is_alive():
+                    outcome = self._vanished()
+                continue
+            except (EOFError, OSError):
+                outcome = self._vanished()
+                continue
+            if kind == "event":
+                self._control.report(payload)
             else:
-                self.done.emit("failed", exc)
+                outcome = (kind, payload)
+        self.process.join(10)
+        self.done.emit(*outcome)
 
-    def _drain(self, gen: Iterator[Any]) -> Any:
-        try:
-            while True:
-                self._control.checkpoint()
-                try:
-                    item = next(gen)
-                except StopIteration as stop:
-                    return stop.value
-                self._report(item)
-        finally:
-            gen.close()  # runs the generator's finally blocks (closing files, saving checkpoints)
+    def _vanished(self) -> tuple[str, object]:
+        self.process.join(1)
+        if self._control.cancelled:
+            return ("cancelled", None)
+        code = self.process.exitcode
+        return ("failed", RuntimeError(f"the worker process ended unexpectedly (exit code {code})"))
+
+    def stop_now(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
 
 
 class Job(QObject):
@@ -80,15 +126,25 @@ class Job(QObject):
     cancelled = Signal()
     finished = Signal()
 
-    def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict, name: str = "") -> None:
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple, kwargs: dict, name: str = "", in_process: bool = False
+    ) -> None:
         super().__init__()
         self.name = name or getattr(fn, "__name__", "job")
         self._queue: deque[Any] = deque()
         self._lock = threading.Lock()
-        self.control = Control(report=self._enqueue)
-        if _accepts_control(fn):
-            kwargs = {**kwargs, "control": self.control}
-        self._thread = _Thread(lambda: fn(*args, **kwargs), self.control, self._enqueue)
+        if in_process:
+            context = multiprocessing.get_context("spawn")  # fork is unsafe with Qt and threads
+            self.control = Control(
+                report=self._enqueue, cancel_event=context.Event(), running_event=context.Event()
+            )
+            self.control.resume()
+            self._thread: _Thread | _ProcessRelay = _ProcessRelay(
+                fn, args, kwargs, self.control, context, context.Queue()
+            )
+        else:
+            self.control = Control(report=self._enqueue)
+            self._thread = _Thread(fn, args, kwargs, self.control)
         self._thread.done.connect(self._on_done)
         self._timer = QTimer(self)
         self._timer.setInterval(EVENT_INTERVAL_MS)
@@ -157,16 +213,14 @@ class Job(QObject):
         self.finished.emit()
 
 
-def _accepts_control(fn: Callable[..., Any]) -> bool:
-    try:
-        return "control" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def start_job(fn: Callable[..., Any], *args: Any, name: str = "", **kwargs: Any) -> Job:
     """Run ``fn(*args, **kwargs)`` on a worker thread; see the module docstring."""
     return Job(fn, args, kwargs, name=name).start()
+
+
+def start_process_job(fn: Callable[..., Any], *args: Any, name: str = "", **kwargs: Any) -> Job:
+    """Run ``fn(*args, **kwargs)`` in a child process; same signals and controls as :func:`start_job`."""
+    return Job(fn, args, kwargs, name=name, in_process=True).start()
 
 
 class JobSlot:
@@ -204,7 +258,10 @@ def shutdown(timeout_ms: int = 15_000) -> list[str]:
     stuck = []
     for job in jobs:
         if not job._thread.wait(timeout_ms):
-            stuck.append(job.name)
+            job._thread.stop_now()
+            if not job._thread.wait(2000):
+                stuck.append(job.name)
+                continue
         else:
             job._timer.stop()
             job._finished = True

@@ -125,3 +125,73 @@ def test_no_thread_is_left_running(qtbot, n):
         pass
     assert not job._thread.isRunning()
     assert isinstance(job._thread, QThread)
+
+
+# -- jobs in a child process (training runs there so the window never waits for the GIL) -----------
+def _pid_and_count(n: int, delay: float = 0.0):
+    import os
+
+    for i in range(n):
+        if delay:
+            time.sleep(delay)
+        yield (os.getpid(), i)
+    return os.getpid()
+
+
+def _fails_in_child() -> None:
+    raise ValueError("the dataset folder is empty")
+
+
+def test_process_job_runs_in_another_process_and_relays_events_in_order(qtbot):
+    import os
+
+    job = workers.start_process_job(_pid_and_count, 500)
+    seen: list = []
+    job.events.connect(seen.extend)
+    with qtbot.waitSignal(job.result, timeout=60_000) as result:
+        pass
+    child = result.args[0]
+    assert child != os.getpid()
+    assert [i for _, i in seen] == list(range(500))
+    assert {pid for pid, _ in seen} == {child}
+    qtbot.waitUntil(lambda: not job._thread.process.is_alive(), timeout=10_000)
+
+
+def test_process_job_pause_resume_and_cancel(qtbot):
+    job = workers.start_process_job(_pid_and_count, 100_000, 0.002)
+    seen: list = []
+    job.events.connect(seen.extend)
+    qtbot.waitUntil(lambda: len(seen) > 5, timeout=60_000)
+    job.pause()
+    qtbot.wait(300)
+    held = len(seen)
+    qtbot.wait(400)
+    assert len(seen) <= held + 2
+    job.resume()
+    qtbot.waitUntil(lambda: len(seen) > held + 20, timeout=10_000)
+    with qtbot.waitSignals([job.cancelled, job.finished], timeout=10_000, order="strict"):
+        job.cancel()
+    assert job.outcome == "cancelled"
+    assert not job._thread.process.is_alive()
+
+
+def test_process_job_failure_arrives_as_the_original_exception(qtbot):
+    job = workers.start_process_job(_fails_in_child)
+    with qtbot.waitSignal(job.failed, timeout=60_000) as failed:
+        pass
+    assert isinstance(failed.args[0], ValueError)
+    assert "dataset folder is empty" in str(failed.args[0])
+
+
+def test_process_job_that_cannot_start_fails_cleanly(qtbot):
+    job = workers.start_process_job(_pid_and_count, threading.Lock())  # a lock cannot be pickled
+    with qtbot.waitSignal(job.failed, timeout=60_000) as failed:
+        pass
+    assert "could not start the worker process" in str(failed.args[0])
+
+
+def test_shutdown_stops_worker_processes(qtbot):
+    job = workers.start_process_job(_pid_and_count, 10_000_000, 0.001)
+    qtbot.waitUntil(lambda: job._thread.process.is_alive(), timeout=30_000)
+    assert workers.shutdown(timeout_ms=30_000) == []
+    assert not job._thread.process.is_alive()

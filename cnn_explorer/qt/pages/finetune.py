@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import math
 import tempfile
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +54,6 @@ from cnn_explorer.core.images import LoadedImage, assets_dir
 from cnn_explorer.core.runs import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
-    EpochMetrics,
     RunDir,
     RunDirError,
     RunRecord,
@@ -72,11 +71,12 @@ from cnn_explorer.core.training import (
     FileSkipped,
     Finished,
     Notice,
+    PriorLogs,
     RunStarted,
     StepEnd,
     ValidationStep,
     fit,
-    resume,
+    resume_with_logs,
 )
 from cnn_explorer.qt.pages.base import Page
 from cnn_explorer.qt.widgets.confusion_matrix import ConfusionMatrixView
@@ -86,7 +86,7 @@ from cnn_explorer.qt.widgets.run_history import RunHistoryView
 from cnn_explorer.qt.widgets.thumbnails import load_thumbnail
 from cnn_explorer.qt.widgets.training_plots import TrainingPlots
 from cnn_explorer.qt.widgets.training_settings import TrainingSettingsForm
-from cnn_explorer.qt.workers import Job, JobSlot, start_job
+from cnn_explorer.qt.workers import Job, JobSlot, start_process_job
 
 THUMBS_PER_CLASS = 6
 GALLERY_LIMIT = 60  # images shown for one confusion cell
@@ -146,29 +146,6 @@ def demo_scan(root: str | Path, *, per_class: int = 30, control: Control | None 
     """Write the silhouettes to ``root`` and scan them (the screenshot's dataset)."""
     write_animal_dataset(root, per_class)
     return scan_with_thumbnails(root, control=control)
-
-
-@dataclass(frozen=True)
-class PriorLogs:
-    """The logs a resumed run already has, read in the worker before it continues."""
-
-    steps: list[tuple[int, int, int, float, float]]
-    epochs: list[EpochMetrics]
-    best_epoch: int
-
-
-def resume_with_logs(
-    run_dir: str | Path, epochs: int | None = None, control: Control | None = None
-) -> Generator[object, None, RunSummary]:
-    """core.training.resume, with the run's earlier curves sent right after RunStarted."""
-    events = resume(run_dir, epochs=epochs, control=control)
-    try:
-        yield next(events)  # RunStarted: the logs are trimmed to the resume point by now
-        run = RunDir(run_dir)
-        yield PriorLogs(run.read_steps(), run.read_epochs(), run.read_summary().best_epoch)
-        return (yield from events)
-    finally:
-        events.close()  # a stop while waiting here still saves last.pt
 
 
 @dataclass
@@ -639,7 +616,7 @@ class FineTunePage(Page):
             scan.seed == config.seed and math.isclose(scan.val_fraction, config.val_fraction)
         )
         run_dir = new_run_dir(self.runs_folder, config.model, config.strategy)
-        job = start_job(fit, config, run_dir, scan=scan if same_split else None, name="fine-tune")
+        job = start_process_job(fit, config, run_dir, scan=scan if same_split else None, name="fine-tune")
         self._begin_run(job, run_dir, f"Starting {run_dir.name}: loading the model and the images…")
 
     @Slot(str, int)
@@ -647,7 +624,7 @@ class FineTunePage(Page):
         if self.is_training():
             return
         run_dir = Path(path)
-        job = start_job(resume_with_logs, run_dir, epochs, name="fine-tune (resumed)")
+        job = start_process_job(resume_with_logs, run_dir, epochs, name="fine-tune (resumed)")
         self._begin_run(job, run_dir, f"Resuming {run_dir.name} to {epochs} epochs…")
 
     def _begin_run(self, job: Job, run_dir: Path, message: str) -> None:

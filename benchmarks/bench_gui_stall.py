@@ -1,0 +1,152 @@
+"""How long does the GUI thread stall while the Fine-tune page trains?
+
+Runs real trainings from the page inside the main window (offscreen) and measures the GUI thread with a
+5 ms heartbeat QTimer: a stall is the gap between two ticks beyond the 5 ms interval. Reported per phase:
+start-up (model load, dataset preparation) and training (steps and validation), as median, p99 and
+maximum tick gap. An idle window is measured first as the baseline. Target: longest stall < 50 ms.
+
+    python benchmarks/bench_gui_stall.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QSettings, QTimer  # noqa: E402
+
+from cnn_explorer.core.training import RunStarted, StepEnd  # noqa: E402
+from cnn_explorer.qt.app import make_app, wait_until  # noqa: E402
+from cnn_explorer.qt.main_window import MainWindow  # noqa: E402
+from cnn_explorer.qt.pages.finetune import FineTunePage, choose_data, write_animal_dataset  # noqa: E402
+
+TARGET_MS = 50.0
+
+
+class Heartbeat:
+    def __init__(self, interval_ms: int = 5) -> None:
+        self.interval_ms = interval_ms
+        self.timer = QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._tick)
+        self.phase = "idle"
+        self.gaps: dict[str, list[float]] = {}
+        self._last = None
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.gaps.setdefault(self.phase, []).append((now - self._last) * 1000)
+        self._last = now
+
+    def start(self) -> None:
+        self._last = None
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+
+def _row(label: str, gaps: list[float]) -> str:
+    if not gaps:
+        return f"  {label:<34} (no ticks)"
+    ordered = sorted(gaps)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return (
+        f"  {label:<34} ticks {len(gaps):>6}   median {statistics.median(gaps):6.1f} ms   "
+        f"p99 {p99:6.1f} ms   max {max(gaps):6.1f} ms"
+    )
+
+
+def run_scenario(window: MainWindow, page: FineTunePage, beat: Heartbeat, name: str, setup) -> float:
+    setup(page.form)
+    beat.phase = f"{name}: start-up"
+    seen_step = False
+
+    def on_events(events: list) -> None:
+        nonlocal seen_step
+        for ev in events:
+            if isinstance(ev, RunStarted | StepEnd) and not seen_step:
+                seen_step = True
+                beat.phase = f"{name}: training"
+
+    page.start_training()
+    job = page.training_job
+    job.events.connect(on_events)
+    ok = wait_until(lambda: not job.is_running, 900)
+    if not ok:
+        page.stop_training(wait_ms=60_000)
+        raise SystemExit(f"{name}: did not finish in 15 minutes")
+    beat.phase = "after"
+    worst = max((max(v) for k, v in beat.gaps.items() if k.startswith(name)), default=0.0)
+    return worst
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs and images")
+    args = parser.parse_args()
+    import torch
+
+    app = make_app()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-gui-"))
+    settings = QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat)
+    settings.setValue("finetune/runs_folder", str(tmp / "runs"))
+    window = MainWindow(settings=settings)
+    window._dialogs_enabled = False
+    window.resize(1400, 900)
+    window.show()
+    page = next(p for p in window.pages if isinstance(p, FineTunePage))
+    window.show_page(window.pages.index(page))
+    wait_until(lambda: window.current_image is not None and not window.is_busy(), 120)
+
+    per_class = 20 if args.quick else 40
+    data = write_animal_dataset(tmp / "animals", per_class=per_class)
+    page.set_dataset_folder(data)
+    wait_until(lambda: not page.is_busy(), 120)
+    wait_until(lambda: False, 0.5)
+
+    beat = Heartbeat()
+    beat.start()
+    wait_until(lambda: False, 2.0)  # idle baseline
+
+    epochs = 2 if args.quick else 4
+
+    def feature_extractor(form) -> None:
+        choose_data(form.model_combo, "efficientnet_lite0")
+        choose_data(form.strategy_combo, "feature-extractor")
+        form.epochs_spin.setValue(epochs)
+        choose_data(form.size_combo, 96)
+
+    def fine_tune_all(form) -> None:
+        choose_data(form.model_combo, "efficientnet_lite0")
+        choose_data(form.strategy_combo, "fine-tune-all")
+        form.epochs_spin.setValue(max(1, epochs // 2))
+        choose_data(form.size_combo, 96)
+
+    worst = {}
+    worst["feature extractor"] = run_scenario(window, page, beat, "feature extractor", feature_extractor)
+    worst["fine-tune all"] = run_scenario(window, page, beat, "fine-tune all", fine_tune_all)
+    beat.stop()
+    window.close()
+
+    print(f"GUI-thread heartbeat every {beat.interval_ms} ms while training from the Fine-tune page")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {per_class} images per class, 5 classes")
+    for phase, gaps in beat.gaps.items():
+        if phase != "after":
+            print(_row(phase, gaps))
+    overall = max(worst.values())
+    verdict = "meets" if overall < TARGET_MS else "MISSES"
+    print(f"longest GUI stall during training runs: {overall:.1f} ms — {verdict} the < {TARGET_MS:.0f} ms target")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
