@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +15,7 @@ from cnn_explorer.core.control import Cancelled, Control
 from cnn_explorer.core.features import (
     capture_activations,
     layer_stats,
+    prepare_layer_view,
     receptive_region,
     render_grid,
     tile_channels,
@@ -268,3 +273,94 @@ def test_receptive_region_is_clipped_at_the_border():
     assert r.clipped and (r.full_height, r.full_width) == (7, 7)
     r = receptive_region(table.row("conv1"), 10, 20, (224, 224))
     assert (r.top, r.left, r.bottom, r.right) == (17, 37, 23, 43) and not r.clipped
+
+
+# --- one step as the explorer shows it ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def resnet_capture(resnet18):
+    torch.manual_seed(1)
+    x = torch.randn(3, 64, 64)
+    return capture_activations(resnet18, x, table=layer_table(resnet18, 64))
+
+
+def test_prepare_layer_view_is_the_grid_the_statistics_and_the_values(resnet_capture):
+    cap = resnet_capture
+    assert cap["relu"].derived and cap["relu"].stored is None  # (relu ← bn1 ← conv1: recomputed here)
+    view = prepare_layer_view(cap, "relu", sort_by="mean", normalize="layer", cmap="gray", columns=8)
+    data = cap["relu"].data
+    assert view.name == "relu" and view.spatial and view.channels == 64
+    np.testing.assert_array_equal(view.values, data)
+    with pytest.raises(ValueError):
+        view.values[0, 0, 0] = 1  # the capture's own copy: read-only
+    order = features.channel_order(data, "mean")
+    np.testing.assert_array_equal(view.grid.order, order)
+    grid = tile_channels(data, columns=8, order=order, normalize="layer")
+    assert (view.grid.columns, view.grid.rows, view.grid.cell) == (8, 8, (32, 32))
+    np.testing.assert_array_equal(view.rgb, features.apply_colormap(grid.image, "gray"))
+    assert view.scaling == "layer" and view.grid.value_range == grid.value_range
+    expected = layer_stats(data)
+    assert (view.stats.minimum, view.stats.maximum, view.stats.count) == (0.0, expected.maximum, 64 * 32 * 32)
+    np.testing.assert_array_equal(view.stats.hist_counts, expected.hist_counts)
+    np.testing.assert_array_equal(view.channel_map(5), data[5].astype(np.float32))
+    # Statistics depend on the step only: another look at it reuses them.
+    again = prepare_layer_view(cap, "relu", cmap="viridis", stats=view.stats)
+    assert again.stats is view.stats and again.grid.columns == features.grid_columns((64, 32, 32)) == 8
+
+
+def test_prepare_layer_view_of_a_vector_uses_one_range(resnet_capture):
+    view = prepare_layer_view(resnet_capture, "fc", normalize="channel")
+    assert not view.spatial and view.values.shape == (1000, 1, 1)
+    assert view.scaling == "layer"  # a one-value cell stretched to its own range would be blank
+    assert view.grid.cell == (1, 1) and view.grid.gap == 0
+    assert view.grid.columns == features.grid_columns((1000,)) == 32  # near-square
+    assert features.grid_columns((1000,), aspect=4.0) == 64  # a wide space, a wide grid
+    assert view.rgb.shape == (32, 32, 3)
+
+
+def test_prepare_layer_view_refuses_a_step_too_large_to_keep_and_can_be_cancelled(resnet18):
+    x = torch.randn(3, 64, 64)
+    cap = capture_activations(
+        resnet18, x, table=layer_table(resnet18, 64), max_layer_bytes=2 * 64 * 32 * 32 - 1
+    )
+    with pytest.raises(ValueError, match=r"relu.*too large"):
+        prepare_layer_view(cap, "relu")  # derived from conv1, which was not kept
+    control = Control()
+    control.cancel()
+    with pytest.raises(Cancelled):
+        prepare_layer_view(cap, "layer4.1", control=control)
+
+
+def test_derived_steps_are_computed_once_when_threads_ask_at_once(resnet18):
+    """The GUI thread and a worker may read the same capture: each derived step is computed once and
+    every reader gets that one array."""
+    x = torch.randn(3, 64, 64)
+    cap = capture_activations(resnet18, x, table=layer_table(resnet18, 64))
+    calls: Counter[str] = Counter()
+    for act in cap:
+        if act.recipe is not None:
+
+            def counted(t, recipe=act.recipe, name=act.name):
+                calls[name] += 1
+                time.sleep(0.01)  # widen the window in which a second thread could start the same work
+                return recipe(t)
+
+            act.recipe = counted
+    names = ["relu", "layer1.0.relu", "layer2.1.relu"]
+    barrier = threading.Barrier(4)
+    seen: list[list[np.ndarray]] = []
+
+    def read() -> None:
+        barrier.wait()
+        seen.append([cap[n].data for n in names])
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 4
+    for i, name in enumerate(names):
+        assert all(s[i] is seen[0][i] for s in seen), name
+    assert calls["relu"] == calls["bn1"] == 1 and calls["layer1.0.relu"] == 1 and max(calls.values()) == 1

@@ -48,7 +48,15 @@ def page(qtbot):
 
 
 def idle(qtbot, net: NetworkPage) -> None:
+    """Wait until the page has nothing left to compute: models, Grad-CAM and the layer's view."""
     qtbot.waitUntil(lambda: not net.is_busy(), timeout=IDLE_MS)
+
+
+def step_to(qtbot, net: NetworkPage, name: str) -> None:
+    """Step to a layer and wait until its view (grid, statistics, channel) is on screen."""
+    net.set_layer_by_name(name)
+    idle(qtbot, net)
+    assert net.view is not None and net.view.name == name
 
 
 def choose_model(qtbot, net: NetworkPage, name: str) -> None:
@@ -153,6 +161,7 @@ def test_lenet_steps_through_layers_with_buttons_and_keys(lenet, qtbot):
     assert page.current_row.name == "c1_tanh" and page.layer_tree.currentItem().text(0) == "c1_tanh"
     qtbot.keyClick(page.layer_tree, Qt.Key.Key_Down)
     assert page.current_row.name == "s2" and "6×14×14" in header(page)
+    idle(qtbot, page)
     assert page.grid.grid.cell == (14, 14)
     qtbot.keyClick(page, Qt.Key.Key_Down)
     assert page.current_row.name == "c3"
@@ -164,6 +173,7 @@ def test_lenet_steps_through_layers_with_buttons_and_keys(lenet, qtbot):
     assert page.current_row.name == "output" and not page.next_button.isEnabled()
     qtbot.keyClick(page, Qt.Key.Key_Down)  # stays at the last layer
     assert page.position_label.text() == "12 / 12"
+    idle(qtbot, page)
     # A vector: one cell per class, and every unit sees the whole picture.
     assert page.grid.grid.cell == (1, 1) and len(page.grid.order) == 10
     assert page.receptive_field() is None and "whole picture" in page.input_view.caption_label.text()
@@ -172,7 +182,7 @@ def test_lenet_steps_through_layers_with_buttons_and_keys(lenet, qtbot):
     assert page.current_row.name == "c3"
 
 
-def test_layer_details_write_out_the_arithmetic(lenet):
+def test_layer_details_write_out_the_arithmetic(lenet, qtbot):
     page = lenet
     text = page.details.plain_text()
     assert "Window: 5×5" in text
@@ -188,7 +198,7 @@ def test_layer_details_write_out_the_arithmetic(lenet):
     page.set_layer_by_name("f6")
     assert "84 outputs · 120 inputs = 10,080" in page.details.plain_text()
     # Statistics of the captured activations, as numpy computes them.
-    page.set_layer_by_name("c1_tanh")
+    step_to(qtbot, page, "c1_tanh")
     data = page.exploration.capture["c1_tanh"].data.astype(np.float32)
     stats = page.stats_view.stats
     assert stats.count == data.size and stats.maximum == pytest.approx(float(data.max()))
@@ -201,8 +211,7 @@ def test_layer_details_write_out_the_arithmetic(lenet):
 
 def test_click_a_channel_shows_it_large_with_its_receptive_field(lenet, qtbot):
     page = lenet
-    page.set_layer_by_name("c3")  # 16 maps of 10×10
-    idle(qtbot, page)
+    step_to(qtbot, page, "c3")  # 16 maps of 10×10
     point = page.grid.view.mapViewToScene(page.grid.view_point(5, 2, 3))
     qtbot.mouseClick(
         page.grid.graphics.viewport(), Qt.MouseButton.LeftButton, pos=page.grid.graphics.mapFromScene(point)
@@ -232,22 +241,102 @@ def test_click_a_channel_shows_it_large_with_its_receptive_field(lenet, qtbot):
 
 def test_grid_order_scaling_and_colours(lenet, qtbot):
     page = lenet
-    page.set_layer_by_name("c3_tanh")
+    step_to(qtbot, page, "c3_tanh")
+    page.select_channel(7, (1, 2))
     data = page.exploration.capture["c3_tanh"].data.astype(np.float32)
     page.sort_combo.setCurrentIndex(page.sort_combo.findData("mean"))
+    idle(qtbot, page)
+    assert page.channel == 7 and page.unit == (1, 2)  # redrawn the new way, the same choice
     expected = np.argsort(-data.reshape(16, -1).mean(axis=1), kind="stable")
     np.testing.assert_array_equal(page.grid.order, expected)
     assert page.grid.cell_rect(int(expected[0]))[:2] == (0, 0)  # the strongest channel comes first
 
     page.scale_combo.setCurrentIndex(page.scale_combo.findData("layer"))
+    idle(qtbot, page)
     lo, hi = page.grid.grid.value_range
     assert (lo, hi) == pytest.approx((float(data.min()), float(data.max())))
     assert page.channel_view.levels == pytest.approx((lo, hi))  # the large map uses the same scale
 
     page.cmap_combo.setCurrentText("gray")
+    idle(qtbot, page)
+    assert (
+        page.channel == 7
+        and page.unit == (1, 2)
+        and page.channel_view.highlight_rects("unit") == [(1, 2, 1, 1)]
+    )
     rgb = page.grid.image.image
     assert rgb.shape[:2] == page.grid.grid.image.shape and np.all(rgb[..., 0] == rgb[..., 2])
     np.testing.assert_array_equal(rgb, apply_colormap(page.grid.grid.image, "gray"))
+
+
+def test_a_step_is_drawn_from_a_worker_and_a_step_back_at_once(lenet, qtbot):
+    page = lenet
+    shown: list[str] = []
+    page.view_ready.connect(shown.append)
+    with qtbot.waitSignal(page.view_ready, timeout=IDLE_MS) as ready:
+        page.set_layer_by_name("c3")
+        # Returned at once: tree, header and details are updated, the grid is being prepared.
+        assert "<b>c3</b>" in header(page) and "Window: 5×5" in page.details.plain_text()
+        assert page.is_busy() and page.view is None and page.grid.grid.cell == (28, 28)  # still c1's
+    assert ready.args == ["c3"] and page.grid.grid.cell == (10, 10) and len(page.grid.order) == 16
+    np.testing.assert_array_equal(page.grid.fmap, page.exploration.capture["c3"].data)
+    assert page.stats_view.stats.count == 16 * 10 * 10 and page.channel_view.data.shape == (10, 10)
+    step_to(qtbot, page, "s4")
+    # Back to a layer seen a moment ago: drawn within the call, no worker.
+    page.set_layer_by_name("c3")
+    assert not page.is_busy() and page.view.name == "c3" and page.grid.grid.cell == (10, 10)
+    assert page.stats_view.stats.count == 16 * 10 * 10 and page.channel_view.data.shape == (10, 10)
+    assert shown == ["c3", "s4", "c3"]
+
+
+def test_holding_down_draws_only_the_layer_it_stops_at(lenet, qtbot):
+    page = lenet
+    shown: list[str] = []
+    page.view_ready.connect(shown.append)
+    first = None
+    for _ in range(5):  # five ↓ in a row, faster than any view is prepared
+        qtbot.keyClick(page, Qt.Key.Key_Down)
+        first = first or page._view_slot.current
+        # One job at a time: the stale one is told to stop and nothing queues up behind it.
+        assert [j for j in workers.active_jobs() if j.name.startswith("view")] == [first]
+    assert page.current_row.name == "s4" and first.is_cancelled
+    idle(qtbot, page)
+    assert shown == ["s4"] and page.grid.layer_view.name == "s4"  # the layers passed were never drawn
+    assert page.grid.grid.cell == (5, 5) and len(page.grid.order) == 16
+
+
+def test_a_wider_page_retiles_the_grid(lenet, qtbot):
+    page = lenet
+    step_to(qtbot, page, "c3")
+    columns = page.grid.grid.columns
+    page.resize(2200, 850)
+    qtbot.waitUntil(lambda: page.grid.grid is not None and page.grid.grid.columns > columns, timeout=IDLE_MS)
+    idle(qtbot, page)
+    assert page.grid.grid.columns == page.grid.columns_for((16, 10, 10)) and page.channel is not None
+
+
+def test_hidden_filters_are_drawn_when_their_tab_is_shown(lenet, qtbot):
+    page = lenet
+    assert page.tabs.currentWidget() is page.stats_view
+    step_to(qtbot, page, "c3")
+    assert page.filter_view.mode == "none" and page.filter_view.weights is None  # not drawn while hidden
+    page.tabs.setCurrentWidget(page.filter_view)
+    assert page.filter_view.mode == "channel"
+    np.testing.assert_allclose(
+        page.filter_view.weights, page.loaded.model.c3.weight.detach().numpy()[page.channel]
+    )
+
+
+def test_a_fresh_map_view_shows_rgb_bytes_as_they_are(qtbot):
+    """The first map of a new MapView is a colour picture: its bytes must not be saturated."""
+    view = MapView("fresh")
+    qtbot.addWidget(view)
+    rgb = np.array([[[0.2, 0.4, 0.6], [1.0, 0.5, 0.0]]])
+    view.set_map(rgb)
+    assert list(view.image.levels) == [0, 255]
+    view.image.render()
+    colour = view.image.qimage.pixelColor(0, 0)
+    assert (colour.red(), colour.green(), colour.blue()) == (51, 102, 153)
 
 
 def test_filters_tab_shows_the_layers_kernels(lenet, qtbot):
@@ -257,10 +346,11 @@ def test_filters_tab_shows_the_layers_kernels(lenet, qtbot):
     assert page.filter_view.mode == "all"  # one grey input: six 5×5 kernels
     np.testing.assert_allclose(page.filter_view.weights, weight[:, 0])
     page.set_layer_by_name("c3")
-    page.select_channel(4)
-    assert page.filter_view.mode == "channel"
+    page.select_channel(4)  # (before the layer's view is ready: kept for it)
+    idle(qtbot, page)
+    assert page.filter_view.mode == "channel" and page.channel == 4
     np.testing.assert_allclose(page.filter_view.weights, page.loaded.model.c3.weight.detach().numpy()[4])
-    page.set_layer_by_name("s2")
+    step_to(qtbot, page, "s2")
     assert page.filter_view.mode == "none" and "no filters" in page.filter_view.map.message_label.text()
 
 
@@ -293,6 +383,7 @@ def test_a_layer_too_large_to_keep_is_reported(page, qtbot, cat):
     assert "large layers not kept" in page.layer_summary.text()
     page.next_layer()
     page.next_layer()
+    idle(qtbot, page)
     assert page.current_row.name == "s2" and page.grid.fmap is not None
 
 
@@ -327,8 +418,10 @@ def test_changing_image_while_busy_cancels_stale_work(lenet, qtbot, cat, coffee)
     assert running.is_cancelled and page._slot.current is running  # the stale job stopped, none started
     page.set_image(coffee)
     idle(qtbot, page)
+    last = page._slot.current
     page.model_combo.setCurrentIndex(page.model_combo.findData("zoo:resnet18"))
-    assert not page.is_busy() and page.exploration is resnet_coffee
+    assert page._slot.current is last and page.exploration is resnet_coffee  # no model job: cached
+    idle(qtbot, page)  # (the layer's view is drawn anew)
 
 
 def test_cancel_button_stops_the_work(page, qtbot, cat):
@@ -432,7 +525,7 @@ def test_open_model_file_runs_a_fine_tuned_checkpoint(lenet, qtbot, tmp_path, co
     for i, name in enumerate(classes):
         assert shown[name] == pytest.approx(float(probs[i]), abs=1e-5)
     # The layers are there to explore, as for any zoo model.
-    page.set_layer_by_name("c3")
+    step_to(qtbot, page, "c3")
     assert page.grid.grid is not None and len(page.grid.order) == 16
 
 

@@ -12,6 +12,12 @@ Grad-CAM overlay.
 All the facts come from core (zoo, layers, features, cam). Loading a model, the forward pass and Grad-CAM
 run in workers, one job at a time because they share the model's hooks: a new request cancels the
 running job and starts when it has stopped. Results are cached per (model, image).
+
+Stepping to a layer updates the cheap things at once (tree, header, details) and prepares the rest (the
+layer's values, recomputed if derived; the coloured grid; statistics) with core's ``prepare_layer_view``
+in a worker of its own, one at a time: a new step cancels a stale one and waits for it to stop, so
+holding ↓ never queues work. The GUI slot only pushes the arrays into the widgets (``view_ready`` then
+fires). Recent views are kept, so stepping back is instant.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PySide6.QtCore import QEvent, QObject, QSize, Qt, Slot
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QIcon, QKeyEvent, QPainter, QPixmap, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -58,8 +64,9 @@ from cnn_explorer.core.features import (
     Activation,
     Exploration,
     LayerStats,
+    LayerView,
     explore,
-    layer_stats,
+    prepare_layer_view,
     receptive_region,
 )
 from cnn_explorer.core.images import LoadedImage, open_image
@@ -83,6 +90,8 @@ MODEL_FILE_FILTER = "Model files (*.pt *.pth *.safetensors *.ckpt);;All files (*
 MODELS_KEPT = 3  # loaded models kept in memory (VGG-16 alone is half a gigabyte)
 RESULTS_BYTES = 768 << 20  # captured activations kept across (model, image) pairs
 CAMS_KEPT = 48
+VIEWS_KEPT = 24  # prepared layer views (grid pictures) kept, so stepping back is instant...
+VIEWS_BYTES = 96 << 20  # ...within this much memory
 RF_COLOUR = SELECTED_COLOUR
 # A layer worth a picture, per model: mid-network, where the sample cat's eyes, stripes and whiskers
 # light up separate channels. Other models use the first activation at a quarter of the input size.
@@ -227,6 +236,7 @@ class _ScrollContent(QWidget):
 # =====================================================================================================
 class NetworkPage(Page):
     title = "Network explorer"
+    view_ready = Signal(str)  # a layer's view (grid, statistics, channel) is on screen; its name
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -238,7 +248,18 @@ class NetworkPage(Page):
         self._models: OrderedDict[str, zoo.LoadedModel] = OrderedDict()
         self._results: OrderedDict[tuple, Exploration] = OrderedDict()
         self._cams: OrderedDict[tuple, CamResult] = OrderedDict()
-        self._stats: dict[str, LayerStats] = {}
+        self._stats: dict[str, LayerStats] = {}  # per layer of the shown exploration
+        # Prepared layer views (key: layer, sort, scale, colours, columns) of the shown exploration.
+        self._views: OrderedDict[tuple, LayerView] = OrderedDict()
+        self.view: LayerView | None = None  # the current layer's view, once it is on screen
+        self._view_slot = JobSlot()  # at most one view being prepared...
+        self._view_pending: tuple | None = None  # ...and the latest one asked for meanwhile
+        self._view_running: tuple | None = None  # what the latest job prepares
+        self._view_wanted: tuple | None = None  # the view the current layer and options call for
+        self._unit_wanted: tuple[int, int] | None = None  # a unit asked for before the view arrived
+        self._telling_wanted = False  # prepare_screenshot: pick a telling channel once the view is in
+        self._filters_stale = False  # the Filters tab is hidden: drawn when it is shown
+        self._shut_down = False
         # What is on screen now.
         self.shown_source: ModelSource | None = None
         self.loaded: zoo.LoadedModel | None = None
@@ -464,6 +485,9 @@ class NetworkPage(Page):
             # Long titles and captions wrap or clip; they must not push the other view aside.
             view.title_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
             view.caption_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            # Room for the usual three lines of caption, so a caption one line longer or shorter at the
+            # next layer does not resize the maps (each resize re-lays out and repaints the plots).
+            view.caption_label.setMinimumHeight(3 * view.caption_label.fontMetrics().lineSpacing() + 2)
         below = QHBoxLayout()
         below.setSpacing(10)
         below.addWidget(self.input_view, 1)
@@ -482,6 +506,7 @@ class NetworkPage(Page):
         self.scale_combo.currentIndexChanged.connect(self._on_grid_options)
         self.cmap_combo.currentIndexChanged.connect(self._on_grid_options)
         self.grid.channel_clicked.connect(self._on_channel_clicked)
+        self.grid.retile_wanted.connect(self._on_grid_options)
         self.channel_view.cell_clicked.connect(self._on_unit_clicked)
         self.input_view.cell_clicked.connect(self._on_input_clicked)
         return centre
@@ -541,6 +566,7 @@ class NetworkPage(Page):
         self.tabs.addTab(self.stats_view, "Statistics")
         self.tabs.addTab(self.filter_view, "Filters")
         self.tabs.setMinimumHeight(200)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
 
         layout.addWidget(details_box)
         layout.addWidget(self.tabs, 1)
@@ -626,6 +652,10 @@ class NetworkPage(Page):
         self._run()
 
     def is_busy(self) -> bool:
+        """A model, Grad-CAM or layer view is being computed (or waits to be)."""
+        return self._model_busy() or self._view_slot.busy or self._view_pending is not None
+
+    def _model_busy(self) -> bool:
         return self._slot.busy or self._pending is not None
 
     def prepare_screenshot(self) -> None:
@@ -638,13 +668,21 @@ class NetworkPage(Page):
         index = names.index(wanted) if wanted in names else self._quarter_size_layer()
         self.sort_combo.setCurrentIndex([k for _, k in SORT_CHOICES].index("mean"))
         self.set_layer(index)
-        act = self._activation(self.rows[index])
-        if act is not None and act.data is not None and act.spatial:
-            self.select_channel(self._telling_channel(act.data))
+        if self.view is not None and self.view.name == self.rows[index].name:
+            self._pick_telling_channel(self.view)
+        else:
+            self._telling_wanted = True  # when the view is in
+
+    def _pick_telling_channel(self, view: LayerView) -> None:
+        self._telling_wanted = False
+        if view.spatial:
+            self.select_channel(self._telling_channel(view.values))
 
     def shutdown(self) -> None:
+        self._shut_down = True  # final: e.g. a resize as the window closes must not start a new view
         self._pending = None
         self._slot.cancel()
+        self._cancel_view_job()
 
     def open_model_file(self, path: str | Path, image: str | Path | None = None) -> None:
         """Load a model file (checkpoint, TorchScript, state_dict) in a worker and run it on the picture."""
@@ -663,7 +701,7 @@ class NetworkPage(Page):
     @Slot()
     def cancel(self) -> None:
         """The Cancel button: stop the running job (a download falls back to untrained weights)."""
-        if self.is_busy():
+        if self._model_busy():
             self._user_cancelled = True
             self._pending = None
             self._slot.cancel()
@@ -716,7 +754,7 @@ class NetworkPage(Page):
         if not self.isVisible():
             self._stale = True  # nobody is looking: run when the page is shown
             return
-        if self.is_busy() and self._model_target == (source.key, self._image_key):
+        if self._model_busy() and self._model_target == (source.key, self._image_key):
             return  # already on its way
         self._start_model_job(source, self._models.get(source.key))
 
@@ -869,6 +907,7 @@ class NetworkPage(Page):
     # =================================================================================================
     def _show_nothing(self, message: str) -> None:
         self.exploration = None
+        self._forget_views()
         self.rows = []
         self._items = {}
         self.layer_tree.clear()
@@ -922,10 +961,11 @@ class NetworkPage(Page):
         same_model = self.shown_source is not None and self.shown_source.key == source.key
         self.shown_source = source
         self.loaded = loaded
+        if exploration is not self.exploration:
+            self._forget_views()
         self.exploration = exploration
         self.rows = list(exploration.table.rows)
         self.layer_index = 0
-        self._stats = {}
         self.cam = None
         self._select_in_picker(source)
         self._show_weights(loaded)
@@ -1040,6 +1080,8 @@ class NetworkPage(Page):
             self.set_layer(max(0, min(len(self.rows) - 1, self.layer_index + delta)))
 
     def set_layer(self, index: int, *, keep_channel: bool = True) -> None:
+        """Step to layer ``index``: the tree, header and details at once; the grid, statistics and
+        chosen channel when the layer's view is ready (``view_ready``; at once if it was seen lately)."""
         if not self.rows:
             return
         old = self.current_row
@@ -1058,11 +1100,12 @@ class NetworkPage(Page):
         if not same_channels:
             self.channel = None
         self.unit = None
+        self._unit_wanted = None
         self._sync_tree()
         self._update_nav()
         self._show_layer_header(row, act)
-        self._show_grid(row, act)
         self._show_details(row, act)
+        self._request_view()
         if self.cam_layer_combo.currentData() == "current":
             self._request_cam()
 
@@ -1116,52 +1159,178 @@ class NetworkPage(Page):
             "cmap": self.cmap_combo.currentText(),
         }
 
-    def _show_grid(self, row: LayerRow, act: Activation | None) -> None:
-        if act is None or act.data is None:
+    def _request_view(self) -> None:
+        """Show the current layer with the current options: from the kept views, or prepared in a worker."""
+        row = self.current_row
+        if row is None or self.exploration is None or self._shut_down:
+            return
+        act = self._activation(row)
+        self.view = None
+        if act is None or act.too_large:
+            self._view_wanted = None
+            self._cancel_view_job()
+            self._show_not_captured(row, act)
+            return
+        if len(act.shape) not in (1, 3):  # (no zoo model has one; a user's model might)
+            self._cancel_view_job()
+            self._show_not_captured(row, act, f"A {shape_text(act.shape)} output has no grid picture.")
+            return
+        options = self._grid_options()
+        key = (
+            row.name,
+            options["sort_by"],
+            options["normalize"],
+            options["cmap"],
+            self.grid.columns_for(act.shape),
+        )
+        self._view_wanted = key
+        kept = self._views.get(key)
+        if kept is not None:
+            self._views.move_to_end(key)
+            self._cancel_view_job()  # whatever was being prepared is stale now
+            self._show_view(kept)
+            return
+        running = self._view_slot.current
+        if running is not None and running.is_running:
+            if self._view_running == key and not running.is_cancelled:
+                self._view_pending = None  # the view under way is the one wanted
+                return
+            # One at a time: stop the stale one, start this one when it has stopped (a held ↓ replaces
+            # the waiting request each time, so nothing piles up).
+            running.cancel()
+            self._view_pending = key
+        else:
+            self._start_view_job(key)
+
+    def _start_view_job(self, key: tuple) -> None:
+        assert self.exploration is not None
+        self._view_pending = None
+        self._view_running = key
+        name, sort_by, normalize, cmap, columns = key
+        capture = self.exploration.capture
+        job = self._view_slot.start(
+            prepare_layer_view,
+            capture,
+            name,
+            sort_by=sort_by,
+            normalize=normalize,
+            cmap=cmap,
+            columns=columns,
+            stats=self._stats.get(name),
+            name=f"view {name}",
+        )
+        job.result.connect(lambda view, job=job: self._on_view_result(job, key, capture, view))
+        job.failed.connect(lambda exc, job=job: self._on_view_failed(job, key, exc))
+        job.finished.connect(self._on_view_job_finished)
+
+    @Slot()
+    def _on_view_job_finished(self) -> None:
+        if self._view_pending is not None and not self._view_slot.busy:
+            if self.exploration is not None and self._view_pending == self._view_wanted:
+                self._start_view_job(self._view_pending)
+            else:
+                self._view_pending = None
+
+    def _cancel_view_job(self) -> None:
+        self._view_pending = None
+        self._view_slot.cancel()
+
+    def _on_view_result(self, job: Job, key: tuple, capture: object, view: LayerView) -> None:
+        if self.exploration is None or capture is not self.exploration.capture:
+            return  # prepared for a model or picture no longer shown
+        self._stats[view.name] = view.stats
+        self._views[key] = view
+        self._views.move_to_end(key)
+        while len(self._views) > 1 and (
+            len(self._views) > VIEWS_KEPT or sum(v.nbytes for v in self._views.values()) > VIEWS_BYTES
+        ):
+            self._views.popitem(last=False)
+        if key == self._view_wanted:
+            self._show_view(view)
+
+    def _on_view_failed(self, job: Job, key: tuple, exc: BaseException) -> None:
+        if self._view_slot.is_current(job) and key == self._view_wanted:
+            self._view_wanted = None
+            self.grid.clear(f"Cannot draw {key[0]}: {exc}")
+            self.grid_caption.setText("")
+            self.stats_view.clear("")
+            self.channel_view.clear_map("")
+
+    def _forget_views(self) -> None:
+        """A new exploration: views and statistics of the old one are of no use."""
+        self._cancel_view_job()
+        self._views.clear()
+        self._stats = {}
+        self.view = None
+        self._view_wanted = None
+
+    def _show_not_captured(self, row: LayerRow, act: Activation | None, message: str = "") -> None:
+        """No grid for this step: say why, and clear what belonged to the previous one."""
+        if not message and act is not None:
             mb = 2 * int(np.prod(row.out_shape)) / 2**20
             limit = self.max_layer_bytes / 2**20
             message = (
                 f"This layer's output ({shape_text(row.out_shape)}, {mb:.0f} MB as float16) is larger than "
                 f"the {limit:.0f} MB kept per layer, so it was not captured. Its shape, parameters and "
                 "cost are on the right."
-                if act is not None
-                else "Nothing was captured for this step."
             )
-            self.grid.clear(message)
-            self.grid_caption.setText("")
-            self.channel = None
-            self.channel_view.clear_map("")
-            self.channel_view.set_title("Channel")
-            self.channel_view.set_caption("")
-            self._show_input()
-            return
-        self.grid.set_map(act.data, **self._grid_options())
-        n = act.shape[0]
-        if act.spatial:
-            self.grid_caption.setText(f"{n} channels of {act.shape[1]}×{act.shape[2]}")
+        self.grid.clear(message or "Nothing was captured for this step.")
+        self.grid_caption.setText("")
+        self.channel = None
+        self.channel_view.clear_map("")
+        self.channel_view.set_title("Channel")
+        self.channel_view.set_caption("")
+        self.stats_view.clear(
+            "Not captured (too large to keep)." if act is not None and act.too_large else ""
+        )
+        self._show_filters(row)
+        self._show_input()
+
+    def _show_view(self, view: LayerView) -> None:
+        """The slot's whole job once a view is ready: push its arrays into the widgets."""
+        self.view = view
+        self._view_wanted = None
+        self.grid.show_view(view)
+        n = view.channels
+        if view.spatial:
+            self.grid_caption.setText(f"{n} channels of {view.values.shape[1]}×{view.values.shape[2]}")
         else:
             self.grid_caption.setText(f"a vector of {n} values (one cell each)")
+        if self.stats_view.stats is not view.stats:
+            self.stats_view.set_stats(view.stats)
+        if self._telling_wanted:
+            self._telling_wanted = False
+            if view.spatial:
+                self.channel = self._telling_channel(view.values)
         if self.channel is None or not 0 <= self.channel < n:
-            self.channel = int(self.grid.order[0])  # the first in the grid's order
-        self.select_channel(self.channel)
+            self.channel = int(view.grid.order[0])  # the first in the grid's order
+        unit, self._unit_wanted = self._unit_wanted, None
+        self.select_channel(self.channel, unit)
+        self.view_ready.emit(view.name)
 
     def select_channel(self, channel: int, unit: tuple[int, int] | None = None) -> None:
-        """Enlarge one channel of the current layer; ``unit`` (y, x) is the position whose field is drawn."""
-        row, act = self.current_row, None
-        if row is not None:
-            act = self._activation(row)
-        if row is None or act is None or act.data is None:
+        """Enlarge one channel of the current layer; ``unit`` (y, x) is the position whose field is drawn.
+
+        Before the layer's view is ready the choice is remembered and shown with it."""
+        row, view = self.current_row, self.view
+        if row is None:
             return
-        n = act.shape[0]
+        if view is None or view.name != row.name:
+            act = self._activation(row)
+            if act is not None and not act.too_large:
+                self.channel = max(0, min(act.shape[0] - 1, int(channel)))
+                self._unit_wanted = unit
+            return
+        n = view.channels
         self.channel = max(0, min(n - 1, int(channel)))
         self.grid.set_selected(self.channel)
-        if act.spatial:
-            fmap = act.data[self.channel].astype(np.float32)
+        if view.spatial:
+            fmap = view.channel_map(self.channel)
             if unit is None:
                 unit = tuple(int(v) for v in np.unravel_index(int(np.argmax(fmap)), fmap.shape))
             self.unit = (max(0, min(fmap.shape[0] - 1, unit[0])), max(0, min(fmap.shape[1] - 1, unit[1])))
-            levels = self.grid.grid.value_range if self.grid.effective_normalize == "layer" else None
-            self.channel_view.set_map(fmap, colormap=colormap(self.cmap_combo.currentText()), levels=levels)
+            levels = view.grid.value_range if view.scaling == "layer" else None
+            self.channel_view.set_map(fmap, colormap=colormap(view.cmap), levels=levels)
             size = f"{fmap.shape[0]}×{fmap.shape[1]}"
             self.channel_view.set_title(
                 f"Channel {self.channel} of {n} &nbsp;<span style='color:#06c'>{size}</span>"
@@ -1174,7 +1343,7 @@ class NetworkPage(Page):
             )
         else:
             self.unit = None
-            value = float(act.data[self.channel])
+            value = float(view.values[self.channel, 0, 0])
             self.channel_view.clear_map(
                 f"{row.type} gives a vector of {n} numbers: no spatial layout left.\n"
                 f"Unit {self.channel} = {value:.4g}"
@@ -1182,7 +1351,7 @@ class NetworkPage(Page):
             self.channel_view.set_title(f"Unit {self.channel} of {n}")
             self.channel_view.set_caption("")
         self._show_input()
-        self.filter_view.set_module(self._module(row), selected=self.channel, type_name=row.type)
+        self._show_filters(row)
 
     def step_channel(self, delta: int) -> None:
         """Next / previous channel in the grid's order."""
@@ -1218,9 +1387,8 @@ class NetworkPage(Page):
     def _on_grid_options(self) -> None:
         if self.grid.fmap is None:
             return
-        self.grid.set_options(**self._grid_options())
-        if self.channel is not None:
-            self.select_channel(self.channel, self.unit)
+        self._unit_wanted = self.unit  # the same channel and unit, drawn the new way
+        self._request_view()
 
     # -- the picture, receptive field and Grad-CAM --------------------------------------------------
     def receptive_field(self) -> tuple[int, int, int, int] | None:
@@ -1249,9 +1417,6 @@ class NetworkPage(Page):
                 self.input_view.set_map(pixels / 255.0, values=pixels)
             else:
                 self.input_view.set_map(pixels.astype(np.float32), colormap=colormap("gray"), levels=(0, 255))
-            if pixels.ndim == 3 or cam is not None:
-                # MapView's colour bar can leave a fresh view's levels at (0, 1), which saturates RGB bytes.
-                self.input_view.image.setLevels((0, 255))
         pre = self.loaded.preprocess if self.loaded is not None else None
         how = ""
         if pre is not None:
@@ -1344,7 +1509,7 @@ class NetworkPage(Page):
             return  # a new model / picture is on its way; its result asks again
         if self._slot.busy and self._job_kind == "model":
             return
-        if self.is_busy() and self._cam_target == key:
+        if self._model_busy() and self._cam_target == key:
             return  # already being computed
         loaded, pixels = self.loaded, self.image.pixels if self.image is not None else None
         if pixels is None:
@@ -1391,20 +1556,26 @@ class NetworkPage(Page):
     def _show_details(self, row: LayerRow, act: Activation | None) -> None:
         children = sum(1 for r in self.rows if r.parent == row.name)
         self.details.set_layer(row, self._module(row), act, children)
-        if act is None or act.data is None:
-            self.stats_view.clear("Not captured (too large to keep).")
-        else:
-            if row.name not in self._stats:
-                self._stats[row.name] = layer_stats(act.data)
-            self.stats_view.set_stats(self._stats[row.name])
-        if act is None or act.data is None:
-            self.filter_view.set_module(self._module(row), selected=None, type_name=row.type)
+
+    def _show_filters(self, row: LayerRow) -> None:
+        """The layer's filters, drawn only while the Filters tab is shown (else when it is)."""
+        if self.tabs.currentWidget() is not self.filter_view:
+            self._filters_stale = True
+            return
+        self._filters_stale = False
+        self.filter_view.set_module(self._module(row), selected=self.channel, type_name=row.type)
+
+    @Slot(int)
+    def _on_tab_changed(self, _index: int) -> None:
+        row = self.current_row
+        if self._filters_stale and row is not None:
+            self._show_filters(row)
 
     # =================================================================================================
     # Busy state, keys, showing
     # =================================================================================================
     def _update_busy(self) -> None:
-        busy = self.is_busy()
+        busy = self._model_busy()  # (preparing a layer view is too quick to be worth a progress bar)
         self.status_stack.setCurrentIndex(1 if busy else 0)
         if busy and self.progress.maximum() != 0 and not self._downloading:
             self.progress.setRange(0, 0)

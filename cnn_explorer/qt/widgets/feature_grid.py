@@ -1,18 +1,21 @@
 """All channels of one layer's output side by side, as a grid of small maps; click one to pick it.
 
-``FeatureGrid(parent=None)`` tiles a (C, H, W) feature map with core's ``tile_channels`` and colours it
-with core's ``apply_colormap``, so the picture is the same one ``cnn-explorer inspect`` writes to PNG.
+``FeatureGrid(parent=None)`` draws a core :class:`~cnn_explorer.core.features.LayerView`: the channels
+already tiled, ordered and coloured by core's ``prepare_layer_view`` (in a worker, for a real network),
+so the picture is the same one ``cnn-explorer inspect`` writes to PNG and the widget only pushes arrays.
 A (N,) vector (a linear layer's output) is shown as N one-pixel cells.
 
 Public API
-- ``set_map(fmap, *, sort_by=None, normalize=None, cmap=None)``: show a feature map; options left as None
-  keep their current value. ``sort_by`` is "index", "mean" or "max" (largest first); ``normalize`` is
-  "channel" (each cell stretched to its own range) or "layer" (one range for all cells); ``cmap`` one of
-  core's ``COLORMAPS``.
-- ``set_options(...)``: the same options, re-rendering the current map.
+- ``show_view(view)``: show a prepared view. The view box is fitted only when the grid's size changes,
+  so stepping between layers of one shape keeps the user's zoom and costs no re-layout.
+- ``columns_for(shape)``: how many columns fill the widget's shape (a wide widget gets a wide grid); pass
+  it to ``prepare_layer_view``. After a resize that calls for another number of columns the widget emits
+  ``retile_wanted()`` (debounced) and keeps showing the old tiling until it gets a new view.
 - ``set_selected(channel)``: outline a channel's cell (None: no outline). ``selected`` is the channel.
 - ``clear(message="")``: nothing to show, optionally a message in its place.
-- ``grid`` (core ``Grid``), ``order`` (channel in each cell), ``fmap``, ``sort_by``, ``normalize``, ``cmap``.
+- ``layer_view`` (the LayerView shown), ``view`` (the pyqtgraph ViewBox), ``grid`` (core ``Grid``),
+  ``order`` (channel in each cell), ``fmap`` (the values, (C, H, W)), ``sort_by``, ``normalize``,
+  ``cmap``, ``effective_normalize`` (None while nothing is shown).
 - ``cell_rect(channel) -> (row, col, height, width)`` in grid pixels, ``view_point(channel, y, x)``: where
   unit (y, x) of a channel is in the view's coordinates (tests click there).
 - Signal ``channel_clicked(channel, y, x)``: a cell was clicked at unit (y, x) of that channel.
@@ -22,7 +25,6 @@ Public API
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import pyqtgraph as pg
@@ -30,7 +32,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPen, QResizeEvent
 from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget
 
-from cnn_explorer.core.features import COLORMAPS, Grid, apply_colormap, channel_order, tile_channels
+from cnn_explorer.core.features import Grid, LayerView, apply_colormap, grid_columns
 from cnn_explorer.core.ops import format_number
 
 SORT_CHOICES = (("Channel number", "index"), ("Mean activation", "mean"), ("Max activation", "max"))
@@ -48,16 +50,12 @@ def colormap(name: str) -> pg.ColorMap:
 
 class FeatureGrid(QWidget):
     channel_clicked = Signal(int, int, int)  # channel, y, x
+    retile_wanted = Signal()  # the widget's shape now calls for another number of columns
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.fmap: np.ndarray | None = None
-        self.grid: Grid | None = None
-        self.sort_by = "index"
-        self.normalize = "channel"
-        self.cmap = "viridis"
+        self.layer_view: LayerView | None = None
         self.selected: int | None = None
-        self._order_cache: dict[str, np.ndarray] = {}
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground(None)
@@ -103,110 +101,67 @@ class FeatureGrid(QWidget):
 
     # -- content ----------------------------------------------------------------------------------
     @property
+    def fmap(self) -> np.ndarray | None:
+        return None if self.layer_view is None else self.layer_view.values
+
+    @property
+    def grid(self) -> Grid | None:
+        return None if self.layer_view is None else self.layer_view.grid
+
+    @property
     def order(self) -> np.ndarray:
-        return np.zeros(0, np.int64) if self.grid is None else self.grid.order
+        return np.zeros(0, np.int64) if self.layer_view is None else self.layer_view.grid.order
 
-    def set_map(
-        self,
-        fmap: np.ndarray,
-        *,
-        sort_by: str | None = None,
-        normalize: str | None = None,
-        cmap: str | None = None,
-    ) -> None:
-        fmap = np.asarray(fmap)
-        if fmap.ndim == 1:
-            fmap = fmap[:, None, None]
-        if fmap.ndim != 3:
-            raise ValueError(f"expected a (C, H, W) feature map or a vector, got shape {fmap.shape}")
-        if fmap is not self.fmap:
-            self._order_cache.clear()
-            self.fmap = fmap
-        self._set_options(sort_by, normalize, cmap)
-        self._render(fit=True)
+    @property
+    def sort_by(self) -> str | None:
+        return None if self.layer_view is None else self.layer_view.sort_by
 
-    def set_options(
-        self, *, sort_by: str | None = None, normalize: str | None = None, cmap: str | None = None
-    ) -> None:
-        self._set_options(sort_by, normalize, cmap)
-        if self.fmap is not None:
-            self._render(fit=False)
+    @property
+    def normalize(self) -> str | None:
+        return None if self.layer_view is None else self.layer_view.normalize
 
-    def _set_options(self, sort_by: str | None, normalize: str | None, cmap: str | None) -> None:
-        if sort_by is not None:
-            if sort_by not in dict((v, k) for k, v in SORT_CHOICES):
-                raise ValueError(f"unknown order {sort_by!r}")
-            self.sort_by = sort_by
-        if normalize is not None:
-            if normalize not in dict((v, k) for k, v in NORMALIZE_CHOICES):
-                raise ValueError(f"unknown normalisation {normalize!r}")
-            self.normalize = normalize
-        if cmap is not None:
-            if cmap not in COLORMAPS:
-                raise ValueError(f"unknown colour map {cmap!r}")
-            self.cmap = cmap
+    @property
+    def cmap(self) -> str | None:
+        return None if self.layer_view is None else self.layer_view.cmap
+
+    @property
+    def effective_normalize(self) -> str | None:
+        """The scaling really used: a one-value cell stretched to its own range would be blank, so
+        vectors always share the layer's range."""
+        return None if self.layer_view is None else self.layer_view.scaling
+
+    def columns_for(self, shape: tuple[int, ...]) -> int:
+        """Columns for a map of ``shape`` ((C, H, W) or (N,)) that fill the widget's shape."""
+        width, height = max(1, self.graphics.width()), max(1, self.graphics.height())
+        return grid_columns(shape, width / height)
+
+    def show_view(self, view: LayerView) -> None:
+        old = self.grid
+        self.layer_view = view
+        if self.image.image is not view.rgb:
+            self.image.setImage(view.rgb, autoLevels=False, levels=(0, 255))
+        self.stack.setCurrentWidget(self.graphics)
+        if old is None or old.image.shape != view.grid.image.shape:
+            h, w = view.grid.image.shape
+            self.view.setRange(QRectF(0, 0, w, h), padding=0.01)
+        self.set_selected(self.selected)
 
     def clear(self, message: str = "") -> None:
-        self.fmap = None
-        self.grid = None
-        self._order_cache.clear()
+        self.layer_view = None
         self.image.clear()
         self.outline.setVisible(False)
         self.readout_label.setText(" ")
         self.message_label.setText(message)
         self.stack.setCurrentWidget(self.message_label if message else self.graphics)
 
-    def _channel_order(self) -> np.ndarray:
-        assert self.fmap is not None
-        if self.sort_by not in self._order_cache:
-            self._order_cache[self.sort_by] = channel_order(self.fmap, self.sort_by)
-        return self._order_cache[self.sort_by]
-
-    @property
-    def effective_normalize(self) -> str:
-        """A one-value cell stretched to its own range is blank: vectors always share one range."""
-        if self.fmap is not None and self.fmap.shape[1:] == (1, 1):
-            return "layer"
-        return self.normalize
-
-    def _columns(self) -> int:
-        """Columns that fill the widget's shape (a wide widget gets a wide grid)."""
-        assert self.fmap is not None
-        c, h, w = self.fmap.shape
-        gap = self._gap()
-        width, height = max(1, self.graphics.width()), max(1, self.graphics.height())
-        cols = math.sqrt(c * (h + gap) / (w + gap) * width / height)
-        return max(1, min(c, math.ceil(cols)))
-
-    def _gap(self) -> int:
-        assert self.fmap is not None
-        return 0 if self.fmap.shape[1:] == (1, 1) else 1  # one-pixel cells (a vector) need no gaps
-
-    def _render(self, *, fit: bool) -> None:
-        assert self.fmap is not None
-        old_shape = None if self.grid is None else self.grid.image.shape
-        self.grid = tile_channels(
-            self.fmap,
-            columns=self._columns(),
-            order=self._channel_order(),
-            normalize=self.effective_normalize,
-            gap=self._gap(),
-        )
-        rgb = apply_colormap(self.grid.image, self.cmap)
-        self.image.setImage(rgb, autoLevels=False, levels=(0, 255))
-        self.stack.setCurrentWidget(self.graphics)
-        if fit or old_shape != self.grid.image.shape:
-            h, w = self.grid.image.shape
-            self.view.setRange(QRectF(0, 0, w, h), padding=0.01)
-        self.set_selected(self.selected)
-
     def _retile_if_needed(self) -> None:
-        if self.fmap is not None and self.grid is not None and self._columns() != self.grid.columns:
-            self._render(fit=True)
+        grid = self.grid
+        if grid is not None and self.columns_for(self.layer_view.values.shape) != grid.columns:
+            self.retile_wanted.emit()
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
-        if self.fmap is not None:
+        if self.layer_view is not None:
             self._retile.start()
 
     # -- selection --------------------------------------------------------------------------------

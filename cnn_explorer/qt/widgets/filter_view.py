@@ -13,6 +13,7 @@ selected=None)`` picks the telling picture for the module's weights:
 
 The selected channel's filter is outlined. ``mode``, ``weights`` (what is drawn, in weight units) and
 ``map`` (the MapView) are public for tests. ``rgb_mosaic(weight)`` is the pure tiling function.
+Asked again for the same module, only what changed is redrawn (the outline, or one channel's filter).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class FilterView(QWidget):
         self.mode = "none"
         self.weights: np.ndarray | None = None
         self.grid: Grid | None = None
+        self._shown: tuple | None = None  # (module, weight version, selected) drawn now
         self.map = MapView("Filters", max_numbers_side=7)
         self.map.graphics.setMinimumSize(120, 120)
         for label in (self.map.title_label, self.map.caption_label):  # long titles must not widen the panel
@@ -62,6 +64,7 @@ class FilterView(QWidget):
         self.mode = "none"
         self.weights = None
         self.grid = None
+        self._shown = None
         self.map.set_title("Filters")
         self.map.set_caption("")
         self.map.clear_map(message)
@@ -71,11 +74,25 @@ class FilterView(QWidget):
         self, module: nn.Module | None, *, selected: int | None = None, type_name: str = ""
     ) -> None:
         weight = getattr(module, "weight", None)
+        drawn = (module, getattr(weight, "_version", None))
+        if module is not None and self._shown is not None and self._shown[:2] == drawn:
+            if self.mode in ("rgb", "all"):  # every filter is drawn already: move the outline
+                self._outline(selected)
+                self._shown = (*drawn, selected)
+                return
+            if self.mode == "matrix":
+                self._highlight_row(selected)
+                self._shown = (*drawn, selected)
+                return
+            if self._shown[2] == selected:
+                return
         if isinstance(module, nn.modules.conv._ConvNd) and weight is not None and weight.ndim == 4:
             colour_input = module.in_channels == 3 and module.groups == 1  # a first layer, on RGB pixels
             self._show_conv(weight.detach().float().cpu().numpy(), selected, colour_input)
+            self._shown = (*drawn, selected)
         elif isinstance(module, nn.Linear) and weight is not None:
             self._show_matrix(weight.detach().float().cpu().numpy(), selected)
+            self._shown = (*drawn, selected) if self.mode == "matrix" else None
         else:
             what = type_name or (type(module).__name__ if module is not None else "This step")
             self.clear(
@@ -91,8 +108,6 @@ class FilterView(QWidget):
             rgb, self.grid = rgb_mosaic(w)
             self.weights = w
             self.map.set_map(rgb, values=None)
-            # MapView's colour bar can leave a fresh view's levels at (0, 1), which saturates RGB bytes.
-            self.map.image.setLevels((0, 255))
             self.map.set_title(f"Filters: {c_out} × ({kh}×{kw}×3) as colour patches")
             self.note.setText(
                 "Each patch is one filter's weights on the red, green and blue input: grey = 0, a colour "
@@ -144,10 +159,15 @@ class FilterView(QWidget):
             "A fully-connected layer: output i is the weighted sum of all inputs with row i "
             "(blue = negative, red = positive)."
         )
-        if selected is not None and 0 <= selected < n_out:
-            self.map.set_highlight("selected", [(int(selected), 0, 1, n_in)], SELECTED_COLOUR, width=2)
-        else:
+        self._highlight_row(selected)
+
+    def _highlight_row(self, selected: int | None) -> None:
+        if self.weights is None or selected is None or not 0 <= selected < self.weights.shape[0]:
             self.map.set_highlight("selected", None)
+            return
+        self.map.set_highlight(
+            "selected", [(int(selected), 0, 1, self.weights.shape[1])], SELECTED_COLOUR, width=2
+        )
 
     def _outline(self, selected: int | None) -> None:
         if self.grid is None or selected is None or not 0 <= selected < len(self.grid.order):

@@ -5,15 +5,18 @@ multiply-adds, receptive field and the memory its captured output takes.
 ``LayerRow`` (the numbers) and the ``nn.Module`` it came from (for the parameter breakdown);
 ``clear(message)``; ``plain_text()`` gives what is shown, for tests. The texts come from the pure
 functions ``params_text(row, module)`` and ``macs_text(row)``.
+
+Stepping through layers, the table grows to the tallest one shown and does not shrink back (until
+``clear``): the panels below it stay put instead of being moved, re-laid out and repainted every step.
 """
 
 from __future__ import annotations
 
-import html
 import math
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QWidget
 from torch import nn
 
 from cnn_explorer.core.features import Activation
@@ -87,20 +90,54 @@ def _rf_text(row: LayerRow) -> str:
 class LayerDetails(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.label = QLabel()
-        self.label.setTextFormat(Qt.TextFormat.RichText)
-        self.label.setWordWrap(True)
-        self.label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.label)
+        # A grid of plain-text labels, not one rich-text table: laying out a rich-text table again at
+        # every step through the layers cost several milliseconds of the GUI thread.
+        self._grid = QGridLayout(self)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setHorizontalSpacing(8)
+        self._grid.setVerticalSpacing(2)
+        self._grid.setColumnStretch(1, 1)
+        self.message_label = QLabel()
+        self.message_label.setWordWrap(True)
+        self.message_label.setStyleSheet("color: #777; font-style: italic;")
+        self.message_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._grid.addWidget(self.message_label, 0, 0, 1, 2)
+        self._pairs: list[tuple[QLabel, QLabel]] = []
         self._rows: list[tuple[str, str]] = []
 
+    def _pair(self, i: int) -> tuple[QLabel, QLabel]:
+        while len(self._pairs) <= i:
+            key = QLabel()
+            key.setStyleSheet("color: #666;")
+            key.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+            value = QLabel()
+            value.setWordWrap(True)
+            value.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            value.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            row = len(self._pairs) + 1
+            self._grid.addWidget(key, row, 0)
+            self._grid.addWidget(value, row, 1)
+            self._pairs.append((key, value))
+        return self._pairs[i]
+
+    def _show_rows(self, rows: list[tuple[str, str]]) -> None:
+        self._rows = rows
+        for i, (k, v) in enumerate(rows):
+            key, value = self._pair(i)
+            key.setText(k)  # (QLabel skips a text it already shows)
+            value.setText(v)
+            key.setVisible(True)
+            value.setVisible(True)
+        for key, value in self._pairs[len(rows) :]:
+            key.setVisible(False)
+            value.setVisible(False)
+
     def clear(self, message: str = "") -> None:
-        self._rows = []
-        self.label.setText(f"<i style='color:#777'>{html.escape(message)}</i>")
+        self.setMinimumHeight(0)
+        self._show_rows([])
+        self.message_label.setText(message)
+        self.message_label.setVisible(True)
 
     def set_layer(
         self,
@@ -128,13 +165,16 @@ class LayerDetails(QWidget):
             size = f"{n / 2**20:.2f} MB" if n >= 2**17 else f"{n / 2**10:.1f} KB"
             kept = "too large to keep: not captured" if activation.too_large else "kept as float16"
             rows.append(("Output in memory", f"{size}, {kept}"))
-        self._rows = rows
-        cells = "".join(
-            f"<tr><td style='color:#666; padding-right:8px; white-space:nowrap'>{html.escape(k)}</td>"
-            f"<td>{html.escape(v)}</td></tr>"
-            for k, v in rows
-        )
-        self.label.setText(f"<table cellspacing='0' cellpadding='1'>{cells}</table>")
+        if self.isVisible():  # grow, never shrink (see the module's docstring)
+            self.setMinimumHeight(max(self.minimumHeight(), self.height()))
+        self.message_label.setVisible(False)
+        self._show_rows(rows)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        # Another width wraps the text differently: measure the tallest again from the current layer.
+        if event.oldSize().width() != event.size().width():
+            self.setMinimumHeight(0)
+        super().resizeEvent(event)
 
     def plain_text(self) -> str:
         return "\n".join(f"{k}: {v}" for k, v in self._rows)

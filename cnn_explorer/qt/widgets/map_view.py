@@ -27,6 +27,9 @@ Public API
 - ``data``, ``origin``, ``levels``: what is shown now.
 - Signals ``hovered(int, int)`` (row, col; (−1, −1) when the mouse leaves) and ``cell_clicked(int, int)``.
 - ``formatter``: callable turning a value into cell/readout text (default: core ``format_number``).
+
+Maps are redrawn often (every step through a network's layers): a map of the same extent keeps the
+view's range, the same colour map is not applied again, and the colour bar draws only its value axis.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class MapView(QWidget):
         self._numbers_mode = "auto"
         self._texts: list[pg.TextItem] = []
         self._text_cells: list[tuple[int, int]] = []
+        self._numbers_font_px: int | None = None  # the font size the numbers were last given
         self._highlights: dict[str, list[QGraphicsRectItem]] = {}
 
         self.title_label = QLabel(title)
@@ -101,10 +105,18 @@ class MapView(QWidget):
         self.image = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.image)
         self.bar: pg.ColorBarItem | None = None
+        self._bar_cmap: pg.ColorMap | None = None  # the colour map the bar (and image) were last given
+        self._rect: QRectF | None = None  # the view's range as last set
         if colorbar:
             self.bar = pg.ColorBarItem(
                 values=(0, 1), colorMap=self._cmap, interactive=False, width=12, colorMapMenu=False
             )
+            self._bar_cmap = self._cmap
+            # Only the value axis says something; the other three just frame the bar but cost an axis
+            # repaint each, every time the levels change. A view-box border frames it for nothing.
+            for side in ("left", "top", "bottom"):
+                self.bar.hideAxis(side)
+            self.bar.getViewBox().setBorder(pg.mkPen("#999", width=1))
             self.bar.setImageItem(self.image)
             self.graphics.addItem(self.bar, row=0, col=1)
 
@@ -161,22 +173,32 @@ class MapView(QWidget):
         if data.ndim == 3:  # colours as they are: no colour map, no colour bar
             rgb = np.clip(np.nan_to_num(data.astype(np.float32)), 0, 1)
             self.image.setLookupTable(None)  # RGB data is shown as is
-            self.image.setImage((rgb * 255).astype(np.uint8), autoLevels=False, levels=(0, 255), rect=rect)
+            self.image.setImage((rgb * 255).astype(np.uint8), autoLevels=False, rect=rect)
+            # After setImage: on a fresh view, setImage applies the levels the colour bar gave the still
+            # empty image, (0, 1), which would saturate every byte.
+            self.image.setLevels((0, 255))
             self.levels = (0.0, 1.0)
             if self.bar is not None:
                 self.bar.setVisible(False)
+            self._bar_cmap = None  # the lookup table is gone: a colour map must be set again
         else:
             self._cmap = _colormap(colormap)
             self.levels = self._levels_for(data, levels, symmetric)
             self.image.setImage(data.astype(np.float32), autoLevels=False, rect=rect)
+            new_cmap = self._cmap is not self._bar_cmap  # re-colouring the bar and image is not free
+            self._bar_cmap = self._cmap
             if self.bar is not None:
                 self.bar.setVisible(True)
-                self.bar.setColorMap(self._cmap)
+                if new_cmap:
+                    self.bar.setColorMap(self._cmap)
                 self.bar.setLevels(self.levels)
             else:
-                self.image.setColorMap(self._cmap)
+                if new_cmap:
+                    self.image.setColorMap(self._cmap)
                 self.image.setLevels(self.levels)
-        self.view.setRange(rect, padding=0.02)
+        if rect != self._rect:  # the same extent again: no new range, no re-layout of the numbers
+            self._rect = rect
+            self.view.setRange(rect, padding=0.02)
         self._rebuild_numbers()
 
     def clear_map(self, message: str = "") -> None:
@@ -229,27 +251,42 @@ class MapView(QWidget):
             self.view.removeItem(item)
         self._texts.clear()
         self._text_cells.clear()
+        self._numbers_font_px = None
 
     def _rebuild_numbers(self) -> None:
-        self._remove_numbers()
+        """Write each value in its cell, reusing the text items already there: creating a few dozen
+        pyqtgraph TextItems costs tens of milliseconds, changing their text a few."""
         if not self._wants_numbers():
+            self._remove_numbers()
             return
         d = self.data
+        h, w = d.shape
         norm = (np.nan_to_num(d.astype(np.float64)) - self.levels[0]) / (self.levels[1] - self.levels[0])
-        colours = self._cmap.map(np.clip(norm, 0, 1).ravel(), mode="float").reshape(*d.shape, -1)
+        colours = self._cmap.map(np.clip(norm, 0, 1).ravel(), mode="float").reshape(h, w, -1)
+        while len(self._texts) > h * w:
+            self.view.removeItem(self._texts.pop())
+        fresh = len(self._texts) < h * w
+        while len(self._texts) < h * w:
+            item = pg.TextItem("", anchor=(0.5, 0.5))
+            self.view.addItem(item)
+            self._texts.append(item)
         r0, c0 = self.origin
-        for i in range(d.shape[0]):
-            for j in range(d.shape[1]):
-                red, green, blue = colours[i, j, :3]
-                luminance = 0.2126 * red + 0.7152 * green + 0.0722 * blue
-                colour = QColor("#111") if luminance > 0.5 else QColor("#fafafa")
-                if not self._is_valid(r0 + i, c0 + j):
-                    colour.setAlpha(120)
-                item = pg.TextItem(self.formatter(d[i, j]), color=colour, anchor=(0.5, 0.5))
-                item.setPos(c0 + j + 0.5, r0 + i + 0.5)
-                self.view.addItem(item)
-                self._texts.append(item)
-                self._text_cells.append((r0 + i, c0 + j))
+        self._text_cells = [(r0 + i, c0 + j) for i in range(h) for j in range(w)]
+        for item, (r, c) in zip(self._texts, self._text_cells, strict=True):
+            i, j = r - r0, c - c0
+            red, green, blue = colours[i, j, :3]
+            luminance = 0.2126 * red + 0.7152 * green + 0.0722 * blue
+            colour = QColor("#111") if luminance > 0.5 else QColor("#fafafa")
+            if not self._is_valid(r, c):
+                colour.setAlpha(120)
+            text = self.formatter(d[i, j])
+            if item.textItem.toPlainText() != text:
+                item.setText(text)
+            if item.color != colour:
+                item.setColor(colour)
+            item.setPos(c + 0.5, r + 0.5)
+        if fresh:
+            self._numbers_font_px = None  # new items need their font
         self._layout_numbers()
 
     def _layout_numbers(self, *_: object) -> None:
@@ -264,10 +301,14 @@ class MapView(QWidget):
         per_char = QFontMetricsF(base).horizontalAdvance("0") / 100  # width of a digit per pixel of size
         size = min(_MAX_FONT_PX, cell * 0.42, cell * 0.88 / max(1, widest * per_char))
         visible = size >= _MIN_FONT_PX
-        font = QFont()
-        font.setPixelSize(max(1, int(size)))
+        pixels = max(1, int(size))
+        if pixels != self._numbers_font_px:  # (setting a font re-lays out every text)
+            self._numbers_font_px = pixels
+            font = QFont()
+            font.setPixelSize(pixels)
+            for item in self._texts:
+                item.setFont(font)
         for item in self._texts:
-            item.setFont(font)
             item.setVisible(visible)
 
     def cell_texts(self) -> list[list[str]]:

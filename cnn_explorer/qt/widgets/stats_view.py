@@ -4,6 +4,9 @@
 When one bin towers over the rest (ReLU's pile of exact zeros) the y axis is cut just above the next
 highest bin, and the tall bin is labelled with its count, so the shape of the rest stays visible.
 ``summary_text()`` gives the numbers as shown; ``y_clipped`` says whether the axis was cut.
+
+Drawn cheaply, as it changes at every step through the layers: no grid lines (the axes already carry
+the scale), no SI prefixes on the axes, and one range update per histogram.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ class StatsView(QWidget):
         self.plot.setMouseEnabled(False, False)
         self.plot.setMinimumHeight(120)
         self.plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.setLabel("bottom", "activation value")
         self.plot.setLabel("left", "count")
         for axis in ("left", "bottom"):
             self.plot.getAxis(axis).setStyle(tickFont=self.font(), tickLength=-4)
+            # Plain numbers: an SI prefix would re-render the axis label at every new range.
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)
         self.curve = pg.PlotDataItem(
             stepMode="center", fillLevel=0, brush=_FILL, pen=pg.mkPen((50, 90, 150), width=1)
         )
@@ -75,8 +79,9 @@ class StatsView(QWidget):
         else:
             ceiling = 1.05 * max(top, 1.0)
             self.tower_label.setText("")
-        self.plot.setYRange(0, ceiling, padding=0)
-        self.plot.setXRange(float(stats.hist_edges[0]), float(stats.hist_edges[-1]), padding=0.02)
+        lo, hi = float(stats.hist_edges[0]), float(stats.hist_edges[-1])
+        pad = 0.02 * (hi - lo)
+        self.plot.setRange(xRange=(lo - pad, hi + pad), yRange=(0, ceiling), padding=0)
         self.summary.setText(self.summary_text(html=True))
 
     def summary_text(self, *, html: bool = False) -> str:
