@@ -20,12 +20,12 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QSettings, QTimer  # noqa: E402
+from PySide6.QtCore import QSettings, QTimer
 
-from cnn_explorer.core.training import RunStarted, StepEnd  # noqa: E402
-from cnn_explorer.qt.app import make_app, wait_until  # noqa: E402
-from cnn_explorer.qt.main_window import MainWindow  # noqa: E402
-from cnn_explorer.qt.pages.finetune import FineTunePage, choose_data, write_animal_dataset  # noqa: E402
+from cnn_explorer.core.training import RunStarted, StepEnd
+from cnn_explorer.qt.app import make_app, wait_until
+from cnn_explorer.qt.main_window import MainWindow
+from cnn_explorer.qt.pages.finetune import FineTunePage, choose_data, write_animal_dataset
 
 TARGET_MS = 50.0
 
@@ -95,7 +95,7 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    app = make_app()
+    make_app()
     tmp = Path(tempfile.mkdtemp(prefix="bench-gui-"))
     settings = QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat)
     settings.setValue("finetune/runs_folder", str(tmp / "runs"))
@@ -138,13 +138,19 @@ def main() -> int:
     window.close()
 
     print(f"GUI-thread heartbeat every {beat.interval_ms} ms while training from the Fine-tune page")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {per_class} images per class, 5 classes")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"{per_class} images per class, 5 classes"
+    )
     for phase, gaps in beat.gaps.items():
         if phase != "after":
             print(_row(phase, gaps))
     overall = max(worst.values())
     verdict = "meets" if overall < TARGET_MS else "MISSES"
-    print(f"longest GUI stall during training runs: {overall:.1f} ms — {verdict} the < {TARGET_MS:.0f} ms target")
+    print(
+        f"longest GUI stall during training runs: {overall:.1f} ms — "
+        f"{verdict} the < {TARGET_MS:.0f} ms target"
+    )
     return 0
 
 
