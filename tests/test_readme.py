@@ -35,3 +35,11 @@ def test_version_command():
     from cnn_explorer import __version__
 
     assert out.stdout.strip() == f"cnn-explorer {__version__}"
+
+
+def test_every_picture_the_readme_shows_exists():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert pictures, "the README should show the pages"
+    for picture in pictures:
+        assert (ROOT / picture).is_file(), picture

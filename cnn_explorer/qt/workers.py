@@ -27,6 +27,7 @@ from __future__ import annotations
 import multiprocessing
 import queue as queue_module
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 from cnn_explorer.core.control import Cancelled, Control, run_job, serve_job
 
 EVENT_INTERVAL_MS = 50  # <= 20 UI updates per second
+MIN_EVENT_GAP_S = 0.9 * EVENT_INTERVAL_MS / 1000
 PROCESS_NICENESS = 5  # a worker process yields the CPU to the window
 
 _active: set[Job] = set()
@@ -150,6 +152,7 @@ class Job(QObject):
         self._timer.setInterval(EVENT_INTERVAL_MS)
         self._timer.timeout.connect(self._flush)
         self._finished = False
+        self._last_emit = 0.0
         self.outcome: str | None = None  # "result" | "failed" | "cancelled" once finished
 
     # -- control, from the GUI thread -----------------------------------------------------------
@@ -186,18 +189,23 @@ class Job(QObject):
             self._queue.append(event)
 
     @Slot()
-    def _flush(self) -> None:
+    def _flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        # A late timer tick is followed by an early one; the bound must hold whatever the timer does.
+        if not force and now - self._last_emit < MIN_EVENT_GAP_S:
+            return
         with self._lock:
             batch = list(self._queue)
             self._queue.clear()
         if batch and not self.control.cancelled:
+            self._last_emit = now
             self.events.emit(batch)
 
     @Slot(str, object)
     def _on_done(self, kind: str, payload: object) -> None:
         self._thread.wait()
         self._timer.stop()
-        self._flush()
+        self._flush(force=True)
         self._finished = True
         self.outcome = kind
         _active.discard(self)
