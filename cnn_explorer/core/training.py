@@ -658,14 +658,10 @@ class _Trainer:
         epochs_left = self.config.epochs - self.epoch_done - 1
         return steps_left_in_epoch * step + val + epochs_left * (self.steps_per_epoch * step + val)
 
-    def _train_epoch(self) -> Generator[TrainEvent, None, None]:
+    def _scheduled_lr(self) -> float:
+        """The learning rate for the next step under the configured schedule."""
         cfg = self.config
-        epoch = self.epoch_done  # 0-based index of the epoch being trained
-        plan = _batch_plan(len(self.train_set), cfg.batch_size, cfg.seed, epoch)
-        self.epoch_start = time.time()
-        self.epoch_train_seconds = 0.0
-        base_lr = cfg.effective_lr()
-        lr = base_lr * lr_factor(
+        factor = lr_factor(
             cfg.schedule,
             self.global_step,
             self.total_steps,
@@ -673,7 +669,15 @@ class _Trainer:
             self.step_epochs,
             cfg.gamma,
         )
-        self.last_lr = lr
+        return cfg.effective_lr() * factor
+
+    def _train_epoch(self) -> Generator[TrainEvent, None, None]:
+        cfg = self.config
+        epoch = self.epoch_done  # 0-based index of the epoch being trained
+        plan = _batch_plan(len(self.train_set), cfg.batch_size, cfg.seed, epoch)
+        self.epoch_start = time.time()
+        self.epoch_train_seconds = 0.0
+        self.last_lr = self._scheduled_lr()
         if self.step_in_epoch >= len(plan):
             return  # stopped during validation: the training part is done
         if self.step_in_epoch == 0:
@@ -685,14 +689,7 @@ class _Trainer:
         for batch in batches:
             checkpoint(self.control)
             yield from self._report_failures(batch, self.scan.train, self.train_bad)
-            lr = base_lr * lr_factor(
-                cfg.schedule,
-                self.global_step,
-                self.total_steps,
-                self.steps_per_epoch,
-                self.step_epochs,
-                cfg.gamma,
-            )
+            lr = self._scheduled_lr()
             n = int(batch.labels.numel())
             if n >= 2 or (n == 1 and self.config.strategy == "feature-extractor"):
                 self._train_step(batch, lr, from_cache)
