@@ -963,11 +963,11 @@ class _Trainer:
 
     def _finish(self, status: str, message: str) -> Generator[TrainEvent, None, RunSummary]:
         if status == "finished":
+            done = f"{self.epoch_done} epoch{'' if self.epoch_done == 1 else 's'}"
             message = (
-                f"Finished {self.epoch_done} epochs; best validation accuracy {self.best[0]:.1%} at epoch "
-                f"{self.best[2]}."
+                f"Finished {done}; best validation accuracy {self.best[0]:.1%} at epoch {self.best[2]}."
                 if self.best[2]
-                else f"Finished {self.epoch_done} epochs."
+                else f"Finished {done}."
             )
         self._set_status(status, message)
         found = self.run_dir.read_confusion()
