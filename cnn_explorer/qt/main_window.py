@@ -178,7 +178,7 @@ class MainWindow(QMainWindow):
         self.current_image = loaded
         self.settings.setValue("last_folder", str(loaded.path.parent))
         self.image_label.setText(loaded.describe())
-        self.setWindowTitle(f"CNN Explorer — {loaded.path.name}")
+        self.setWindowTitle(loaded.path.name)  # Qt appends the application's display name
         for page in self.pages:
             page.set_image(loaded)
         self.show_status(f"Opened {loaded.describe()}")

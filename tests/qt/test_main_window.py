@@ -40,6 +40,7 @@ def _png(path: Path, color=(10, 200, 30), size=(24, 16)) -> Path:
 def test_opens_with_the_sample_cat_on_every_page(window):
     assert window.current_image.path.name == "chelsea.png"
     assert "chelsea.png" in window.image_label.text()
+    assert window.windowTitle() == "chelsea.png"  # Qt adds " — CNN Explorer" itself
     titles = [window.sidebar.item(i).text() for i in range(window.sidebar.count())]
     assert titles == ["Operations lab", "Network explorer", "Fine-tune"]
 
