@@ -31,14 +31,8 @@ def animals(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def page(qtbot, tmp_path):
-    p = FineTunePage(runs_folder=tmp_path / "runs")
-    qtbot.addWidget(p)
-    p.resize(1230, 850)
-    p.show()
-    yield p
-    p.shutdown()
-    qtbot.waitUntil(lambda: not workers.active_jobs(), timeout=IDLE_MS)
+def page(open_page, tmp_path):
+    return open_page(FineTunePage(runs_folder=tmp_path / "runs"), IDLE_MS)
 
 
 def idle(qtbot, page: FineTunePage) -> None:

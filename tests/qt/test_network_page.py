@@ -37,14 +37,8 @@ def coffee():
 
 
 @pytest.fixture
-def page(qtbot):
-    net = NetworkPage()
-    qtbot.addWidget(net)
-    net.resize(1230, 850)
-    net.show()
-    yield net
-    net.shutdown()
-    qtbot.waitUntil(lambda: not workers.active_jobs(), timeout=IDLE_MS)
+def page(open_page):
+    return open_page(NetworkPage(), IDLE_MS)
 
 
 def idle(qtbot, net: NetworkPage) -> None:

@@ -9,21 +9,14 @@ from PySide6.QtCore import QPointF, Qt
 from cnn_explorer.core.images import open_image
 from cnn_explorer.core.kernels import COURSE_KERNEL, COURSE_MATRIX
 from cnn_explorer.core.ops import compare_params, conv2d, image_to_input
-from cnn_explorer.qt import workers
 from cnn_explorer.qt.pages.ops_lab import OpsLabPage
 
 IDLE_MS = 15_000
 
 
 @pytest.fixture
-def page(qtbot):
-    lab = OpsLabPage()
-    qtbot.addWidget(lab)
-    lab.resize(1230, 850)
-    lab.show()
-    yield lab
-    lab.shutdown()
-    qtbot.waitUntil(lambda: not workers.active_jobs(), timeout=IDLE_MS)
+def page(open_page):
+    return open_page(OpsLabPage(), IDLE_MS)
 
 
 def idle(qtbot, lab: OpsLabPage) -> None:
