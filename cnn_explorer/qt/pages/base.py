@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from cnn_explorer.core.images import LoadedImage
+
+
+class ScrollContent(QWidget):
+    """A page's content inside its scroll area.
+
+    Word-wrapped labels give the layout a height-for-width, which QScrollArea would honour with the
+    children's (large) preferred heights and scroll at any window size; the minimum height is the honest
+    answer.
+    """
+
+    def heightForWidth(self, width: int) -> int:
+        return self.minimumSizeHint().height()
 
 
 class Page(QWidget):
@@ -30,6 +42,18 @@ class Page(QWidget):
 
     def shutdown(self) -> None:
         """Cancel the page's jobs; the window then joins all worker threads."""
+
+    def scroll_page(self, content: ScrollContent) -> QScrollArea:
+        """Fill the page with ``content`` in a frameless scroll area: in a small window the page scrolls
+        instead of squeezing its maps and plots to nothing."""
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
+        return scroll
 
 
 class ComingPage(Page):

@@ -78,7 +78,7 @@ from cnn_explorer.core.training import (
     fit,
     resume_with_logs,
 )
-from cnn_explorer.qt.pages.base import Page
+from cnn_explorer.qt.pages.base import Page, ScrollContent
 from cnn_explorer.qt.widgets.confusion_matrix import ConfusionMatrixView
 from cnn_explorer.qt.widgets.dataset_summary import ERROR_STYLE, WARNING_STYLE, DatasetSummaryView
 from cnn_explorer.qt.widgets.image_gallery import GalleryItem, ImageGallery
@@ -202,15 +202,6 @@ def _default_runs_folder() -> Path:
 # ================================================================================================
 # The page
 # ================================================================================================
-class _ScrollContent(QWidget):
-    """The page inside its scroll area. Word-wrapped labels give the layout a height-for-width, which
-    QScrollArea would honour with the plots' large preferred height and scroll at any window size; the
-    minimum height is the honest answer."""
-
-    def heightForWidth(self, width: int) -> int:
-        return self.minimumSizeHint().height()
-
-
 class FineTunePage(Page):
     title = "Fine-tune"
     open_in_explorer = Signal(str, str)  # checkpoint path, image path ("" for none)
@@ -255,19 +246,12 @@ class FineTunePage(Page):
         self._rescan_timer.setInterval(300)  # a new seed / validation share re-splits after typing stops
         self._rescan_timer.timeout.connect(self._rescan)
 
-        content = _ScrollContent()
+        content = ScrollContent()
         row = QHBoxLayout(content)
         row.setContentsMargins(6, 6, 6, 6)
         row.addWidget(self._build_left())
         row.addWidget(self._build_right(), 1)
-        # In a small window the page scrolls rather than forcing the window to grow.
-        outer = QScrollArea()
-        outer.setWidgetResizable(True)
-        outer.setFrameShape(QFrame.Shape.NoFrame)
-        outer.setWidget(content)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(outer)
+        self.scroll_page(content)
 
         self._update_buttons()
         self._update_explorer_image()

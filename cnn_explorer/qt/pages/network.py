@@ -71,7 +71,7 @@ from cnn_explorer.core.features import (
 )
 from cnn_explorer.core.images import LoadedImage, open_image
 from cnn_explorer.core.layers import LayerRow
-from cnn_explorer.qt.pages.base import Page
+from cnn_explorer.qt.pages.base import Page, ScrollContent
 from cnn_explorer.qt.widgets.feature_grid import (
     NORMALIZE_CHOICES,
     SELECTED_COLOUR,
@@ -220,17 +220,6 @@ def _dot_icon(colour: str) -> QIcon:
     return QIcon(pix)
 
 
-class _ScrollContent(QWidget):
-    """Content inside a scroll area.
-
-    Word-wrapped labels give the layout a height-for-width, which QScrollArea would honour with every
-    child's (large) preferred height and scroll at any window size; the minimum height is the honest answer.
-    """
-
-    def heightForWidth(self, width: int) -> int:
-        return self.minimumSizeHint().height()
-
-
 # =====================================================================================================
 # The page
 # =====================================================================================================
@@ -291,7 +280,7 @@ class NetworkPage(Page):
     # =================================================================================================
     def _build(self) -> None:
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
-        content = _ScrollContent()
+        content = ScrollContent()
         outer = QVBoxLayout(content)
         outer.setContentsMargins(10, 8, 10, 6)
         outer.setSpacing(6)
@@ -316,14 +305,7 @@ class NetworkPage(Page):
         self.splitter.setSizes([265, 615, 360])
         outer.addWidget(self.splitter, 1)
 
-        # On a small screen the page scrolls instead of squeezing the maps to nothing.
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setWidget(content)
-        page_layout = QVBoxLayout(self)
-        page_layout.setContentsMargins(0, 0, 0, 0)
-        page_layout.addWidget(self.scroll)
+        self.scroll = self.scroll_page(content)
 
         # ↑/↓ step layers wherever the focus is (the tree and the scroll areas would use them otherwise).
         for widget in (
@@ -512,7 +494,7 @@ class NetworkPage(Page):
         return centre
 
     def _build_side_panel(self) -> QWidget:
-        content = _ScrollContent()
+        content = ScrollContent()
         layout = QVBoxLayout(content)
         layout.setContentsMargins(4, 0, 6, 0)
         layout.setSpacing(6)

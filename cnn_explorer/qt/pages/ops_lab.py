@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QSlider,
     QSpinBox,
@@ -62,7 +61,7 @@ from cnn_explorer.core.ops import (
     parse_matrix,
     run_lab,
 )
-from cnn_explorer.qt.pages.base import Page
+from cnn_explorer.qt.pages.base import Page, ScrollContent
 from cnn_explorer.qt.widgets.conv_step_view import ConvStepView
 from cnn_explorer.qt.widgets.kernel_editor import KernelEditor
 from cnn_explorer.qt.widgets.map_view import MapView
@@ -153,17 +152,6 @@ def _shape_text(a: np.ndarray) -> str:
     return "×".join(str(n) for n in a.shape)
 
 
-class _ScrollContent(QWidget):
-    """The page's content inside its scroll area.
-
-    Word-wrapped labels give the layout a height-for-width, which QScrollArea would honour with the maps'
-    (large) preferred heights and scroll at any window size; the minimum height is the honest answer.
-    """
-
-    def heightForWidth(self, width: int) -> int:
-        return self.minimumSizeHint().height()
-
-
 class OpsLabPage(Page):
     title = "Operations lab"
 
@@ -213,21 +201,14 @@ class OpsLabPage(Page):
         bottom.addWidget(self._build_step_group(), 5)
         bottom.addWidget(self._build_params_group(), 2)
 
-        content = _ScrollContent()
+        content = ScrollContent()
         layout = QVBoxLayout(content)
         layout.setContentsMargins(10, 8, 10, 6)
         layout.setSpacing(6)
         layout.addLayout(top, 0)
         layout.addLayout(maps, 1)
         layout.addLayout(bottom, 0)
-        # On a small screen the page scrolls instead of squeezing the maps to nothing.
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(content)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        self.scroll_page(content)
 
         self._on_source_changed()
         self._on_activation_changed()
