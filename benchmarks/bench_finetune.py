@@ -33,21 +33,8 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 from cnn_explorer.core import zoo
-from cnn_explorer.core.data import Augmentation, scan_dataset
+from cnn_explorer.core.data import Augmentation, scan_dataset, write_animal_dataset
 from cnn_explorer.core.training import EpochEnd, RunStarted, StepEnd, TrainConfig, fit
-
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-
-
-def write_dataset(root: Path, per_class: int) -> Path:
-    with np.load(ASSETS / "animal_shapes.npz") as d:
-        images, labels, names = d["images"], d["labels"], [str(c) for c in d["class_names"]]
-    for c, name in enumerate(names):
-        folder = root / name
-        folder.mkdir(parents=True)
-        for i in np.flatnonzero(labels == c)[:per_class]:
-            Image.fromarray(images[i], mode="L").save(folder / f"{name}_{i:03d}.png")
-    return root
 
 
 def fit_run(config: TrainConfig, out: Path, scan) -> dict:
@@ -135,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(torch.get_num_threads())
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = write_dataset(Path(tmp) / "animals", args.images_per_class)
+        root = write_animal_dataset(Path(tmp) / "animals", per_class=args.images_per_class)
         scan = scan_dataset(root)
         base = TrainConfig(
             data=str(root),

@@ -22,10 +22,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import QSettings, QTimer
 
+from cnn_explorer.core.data import write_animal_dataset
 from cnn_explorer.core.training import RunStarted, StepEnd
 from cnn_explorer.qt.app import make_app, wait_until
 from cnn_explorer.qt.main_window import MainWindow
-from cnn_explorer.qt.pages.finetune import FineTunePage, choose_data, write_animal_dataset
+from cnn_explorer.qt.pages.finetune import FineTunePage, choose_data
 
 TARGET_MS = 50.0
 

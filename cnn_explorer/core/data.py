@@ -30,7 +30,7 @@ from torchvision.datasets.folder import make_dataset
 from torchvision.transforms import v2
 
 from cnn_explorer.core.control import Control, checkpoint, report
-from cnn_explorer.core.images import DEFAULT_MAX_PIXELS, ImageLoadError, is_image_file, open_image
+from cnn_explorer.core.images import DEFAULT_MAX_PIXELS, ImageLoadError, assets_dir, is_image_file, open_image
 
 MIN_IMAGES_PER_CLASS = 5  # below this a class cannot give both a training and a validation image sensibly
 LOPSIDED_RATIO = 5.0  # biggest class / smallest class above this gets a warning
@@ -533,3 +533,37 @@ def collate_skipping_bad(items: list[tuple[torch.Tensor | None, int, int, str | 
         indices=torch.tensor([it[2] for it in good], dtype=torch.long),
         failures=failures,
     )
+
+
+def write_animal_dataset(
+    root: str | os.PathLike[str],
+    *,
+    per_class: int = 40,
+    classes: Sequence[str] | None = None,
+    layout: str = "class-folders",
+    val_per_class: int = 10,
+    counts: dict[str, int] | None = None,
+) -> Path:
+    """The bundled animal silhouettes (assets/animal_shapes.npz, 28×28 grey PNG) written as a dataset:
+    ``root/<class>/*.png``, or ``root/{train,val}/<class>/`` with ``layout="train-val"``.
+
+    A small real dataset for trying the Fine-tune page, its screenshot, the tests and the benchmarks.
+    ``counts`` overrides ``per_class`` for single classes (to make lopsided or too-small classes).
+    """
+    root = Path(root)
+    with np.load(assets_dir() / "animal_shapes.npz") as data:
+        images, labels = data["images"], data["labels"]
+        names = [str(c) for c in data["class_names"]]
+    for name in classes or names:
+        idx = np.flatnonzero(labels == names.index(name))
+        n = (counts or {}).get(name, per_class)
+        if layout == "train-val":
+            parts = {"train": idx[:n], "val": idx[n : n + val_per_class]}
+        else:
+            parts = {"": idx[:n]}
+        for part, chosen in parts.items():
+            folder = root / part / name if part else root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in chosen:
+                Image.fromarray(images[i], mode="L").save(folder / f"{name}_{i:03d}.png")
+    return root

@@ -12,42 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
-
-
-def animal_shapes() -> tuple[np.ndarray, np.ndarray, list[str]]:
-    with np.load(ASSETS / "animal_shapes.npz") as d:
-        return d["images"], d["labels"], [str(c) for c in d["class_names"]]
-
-
-def _write_image_folder(
-    root: Path,
-    *,
-    per_class: int = 40,
-    classes: list[str] | None = None,
-    layout: str = "class-folders",
-    val_per_class: int = 10,
-    counts: dict[str, int] | None = None,
-) -> Path:
-    """Animal silhouettes (28×28 grayscale PNG) as ``root/<class>/*.png`` or ``root/{train,val}/<class>/``.
-
-    ``counts`` overrides ``per_class`` for single classes (to make lopsided or too-small classes).
-    """
-    images, labels, names = animal_shapes()
-    classes = classes or names
-    for name in classes:
-        idx = np.flatnonzero(labels == names.index(name))
-        n = (counts or {}).get(name, per_class)
-        if layout == "train-val":
-            parts = {"train": idx[:n], "val": idx[n : n + val_per_class]}
-        else:
-            parts = {"": idx[:n]}
-        for part, chosen in parts.items():
-            folder = root / part / name if part else root / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in chosen:
-                Image.fromarray(images[i], mode="L").save(folder / f"{name}_{i:03d}.png")
-    return root
+from cnn_explorer.core.data import write_animal_dataset
 
 
 def _add_bad_files(root: Path, class_name: str = "cat") -> dict[str, Path]:
@@ -79,7 +44,7 @@ def _truncated_jpeg(path: Path) -> Path:
 @pytest.fixture
 def make_image_folder():
     """``make_image_folder(root, per_class=40, classes=None, layout="class-folders", ...)`` -> root."""
-    return _write_image_folder
+    return write_animal_dataset
 
 
 @pytest.fixture
@@ -97,18 +62,18 @@ def make_truncated_jpeg():
 @pytest.fixture
 def animal_folder(tmp_path: Path) -> Path:
     """5 classes × 40 silhouettes in ``root/<class>/``."""
-    return _write_image_folder(tmp_path / "animals", per_class=40)
+    return write_animal_dataset(tmp_path / "animals", per_class=40)
 
 
 @pytest.fixture(scope="session")
 def animal_folder_shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Read-only 5 × 60 silhouettes shared by the training tests (written once per session)."""
-    return _write_image_folder(tmp_path_factory.mktemp("shared") / "animals", per_class=60)
+    return write_animal_dataset(tmp_path_factory.mktemp("shared") / "animals", per_class=60)
 
 
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 classes × 8 silhouettes: enough for mechanics tests that do not care about accuracy."""
-    return _write_image_folder(
+    return write_animal_dataset(
         tmp_path_factory.mktemp("tiny") / "animals", per_class=8, classes=["bird", "elephant", "giraffe"]
     )

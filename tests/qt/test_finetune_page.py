@@ -13,11 +13,12 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from cnn_explorer.core import zoo
+from cnn_explorer.core.data import write_animal_dataset
 from cnn_explorer.core.images import open_image
 from cnn_explorer.core.runs import RunDir, load_run
 from cnn_explorer.core.training import TrainConfig, fit, run_to_end
 from cnn_explorer.qt import workers
-from cnn_explorer.qt.pages.finetune import FineTunePage, write_animal_dataset
+from cnn_explorer.qt.pages.finetune import FineTunePage
 
 IDLE_MS = 30_000
 TRAIN_MS = 120_000

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
@@ -49,8 +48,9 @@ from cnn_explorer.core.data import (
     DatasetScan,
     ScanProgress,
     scan_dataset,
+    write_animal_dataset,
 )
-from cnn_explorer.core.images import LoadedImage, assets_dir
+from cnn_explorer.core.images import LoadedImage
 from cnn_explorer.core.runs import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -125,26 +125,9 @@ def scan_with_thumbnails(
     return ScanOutcome(scan, thumbs)
 
 
-def write_animal_dataset(root: str | Path, per_class: int = 40, classes: Sequence[str] | None = None) -> Path:
-    """The bundled animal silhouettes (assets/animal_shapes.npz, 28×28 grey) as ``root/<class>/*.png``.
-
-    A small real dataset for trying the page, for its screenshot and for its tests.
-    """
-    root = Path(root)
-    with np.load(assets_dir() / "animal_shapes.npz") as data:
-        images, labels = data["images"], data["labels"]
-        names = [str(c) for c in data["class_names"]]
-    for name in classes or names:
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in np.flatnonzero(labels == names.index(name))[:per_class]:
-            Image.fromarray(images[i]).save(folder / f"{name}_{i:03d}.png")
-    return root
-
-
 def demo_scan(root: str | Path, *, per_class: int = 30, control: Control | None = None) -> ScanOutcome:
     """Write the silhouettes to ``root`` and scan them (the screenshot's dataset)."""
-    write_animal_dataset(root, per_class)
+    write_animal_dataset(root, per_class=per_class)
     return scan_with_thumbnails(root, control=control)
 
 
