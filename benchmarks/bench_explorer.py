@@ -8,6 +8,10 @@ explorer does), their ratio (target ≤ 1.3), the layer table itself (computed o
 size, then reused for every image; timed separately), the same capture copying every step (no table),
 and the time to tile and colour a 512-channel feature map into one RGB picture.
 
+Everything is measured twice: first with glibc's malloc as it comes, then with the setting the app runs
+with (:func:`cnn_explorer.core.allocator.keep_freed_memory`, which keeps freed blocks for reuse). The
+verdict is for the app's setting; both are printed.
+
 Bare and capture runs alternate, so a busy machine slows both alike. The verdict uses the fastest run
 of each (as ``timeit`` advises: slower runs measure other processes, not the code); medians are
 printed beside them.
@@ -24,6 +28,7 @@ import numpy as np
 import torch
 
 from cnn_explorer.core import zoo
+from cnn_explorer.core.allocator import keep_freed_memory
 from cnn_explorer.core.features import capture_activations, render_grid
 from cnn_explorer.core.images import default_sample, load_image
 from cnn_explorer.core.layers import layer_table
@@ -37,15 +42,8 @@ def timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=20, help="timed runs per variant (default 20)")
-    parser.add_argument("--models", nargs="+", default=["resnet18", "efficientnet_lite0"])
-    args = parser.parse_args()
-
-    pixels = load_image(default_sample())
-    threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads; input 224×224; {args.repeat} runs each")
+def compare(names: list[str], pixels: np.ndarray, repeat: int) -> list[float]:
+    """Print one row per model; return the capture/bare ratios of the fastest runs."""
     header = (
         f"{'model':<20} {'weights':<9} {'steps':>5} {'MB kept':>8} {'bare ms':>16} {'capture ms':>16} "
         f"{'ratio':>15} {'table ms':>9} {'copy-all ratio':>15}"
@@ -53,7 +51,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     ratios = []
-    for name in args.models:
+    for name in names:
         loaded = zoo.load_model(name, allow_download=False)
         x = loaded.preprocess(pixels)[None]
         model = loaded.model
@@ -75,7 +73,7 @@ def main() -> None:
             capture()
             copy_all()
         bare_ms, cap_ms, all_ms = [], [], []
-        for _ in range(args.repeat):
+        for _ in range(repeat):
             bare_ms.append(timed(bare))
             cap_ms.append(timed(capture))
             all_ms.append(timed(copy_all))
@@ -90,6 +88,25 @@ def main() -> None:
             f"{ratio:>5.2f} (med {ratio_med:.2f}) {table_ms:>9.1f} "
             f"{min(all_ms) / min(bare_ms):>5.2f} (med {statistics.median(all_ms) / med_b:.2f})"
         )
+    return ratios
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20, help="timed runs per variant (default 20)")
+    parser.add_argument("--models", nargs="+", default=["resnet18", "efficientnet_lite0"])
+    args = parser.parse_args()
+
+    pixels = load_image(default_sample())
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads; input 224×224; {args.repeat} runs each")
+    print("MB kept: the float32 outputs the capture holds until each step is first read.\n")
+    print("glibc malloc as it comes:")
+    default_ratios = compare(args.models, pixels, args.repeat)
+    print("\nglibc malloc keeping freed memory, as the app runs (keep_freed_memory):")
+    if not keep_freed_memory():
+        print("(not glibc: the app changes nothing here, so this repeats the measurement above)")
+    ratios = compare(args.models, pixels, args.repeat)
 
     fmap = np.random.default_rng(0).standard_normal((512, 14, 14)).astype(np.float16)
     render_grid(fmap)
@@ -102,8 +119,12 @@ def main() -> None:
         f"\n512-channel grid (512×14×14 → {rgb.shape[1]}×{rgb.shape[0]} RGB, per-channel scaling, sorted): "
         f"median {statistics.median(grid_ms):.1f} ms"
     )
+    print(f"capture / bare (fastest runs) with malloc as it comes: worst {max(default_ratios):.2f}")
     verdict = "meets" if max(ratios) <= TARGET_RATIO else "MISSES"
-    print(f"capture / bare (fastest runs): worst {max(ratios):.2f} — {verdict} the ≤ {TARGET_RATIO} target")
+    print(
+        f"capture / bare (fastest runs) as the app runs: worst {max(ratios):.2f} — "
+        f"{verdict} the ≤ {TARGET_RATIO} target"
+    )
 
 
 if __name__ == "__main__":

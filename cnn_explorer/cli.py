@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from cnn_explorer import __version__
+from cnn_explorer.core.allocator import keep_freed_memory
 
 
 def _screenshot(args: argparse.Namespace) -> int:
@@ -71,6 +72,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    keep_freed_memory()  # forward passes reuse memory instead of faulting it in afresh
     if args.command is None:
         from cnn_explorer.qt.app import run_gui
 

@@ -16,6 +16,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from cnn_explorer.core.allocator import keep_freed_memory
+
 
 class Cancelled(Exception):
     """Raised inside core work when its Control was cancelled."""
@@ -127,6 +129,7 @@ def serve_job(
     ("failed", exception) or ("cancelled", None). It lives here, not in the Qt layer, so the child
     process never imports Qt.
     """
+    keep_freed_memory()  # as in the window's process: training steps reuse memory
     if nice and hasattr(os, "nice"):
         with contextlib.suppress(OSError):
             os.nice(nice)  # the window's process gets the CPU first when it needs it

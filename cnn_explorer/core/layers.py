@@ -27,7 +27,7 @@ import csv
 import io
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,15 +132,18 @@ class eval_mode:
     """Context manager: the model in eval mode inside, each module's own mode restored after.
 
     Switching is skipped when every module is already in eval mode (the usual case), because
-    ``Module.train()`` walks the whole tree and costs milliseconds on a big network.
+    ``Module.train()`` walks the whole tree and costs milliseconds on a big network. A caller that
+    already holds ``list(model.modules())`` may pass it as ``modules`` to skip walking the tree to check.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, modules: Sequence[nn.Module] | None = None) -> None:
         self.model = model
+        self.modules = modules
         self.saved: list[tuple[nn.Module, bool]] = []
 
     def __enter__(self) -> nn.Module:
-        training = [m for m in self.model.modules() if m.training]
+        modules = self.modules if self.modules is not None else self.model.modules()
+        training = [m for m in modules if m.training]
         if training:
             self.saved = [(m, True) for m in training]
             self.model.eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -104,7 +105,14 @@ def test_with_the_table_element_wise_steps_are_recomputed_not_copied(resnet18):
     table = layer_table(resnet18, 64)
     full = capture_activations(resnet18, x)
     fast = capture_activations(resnet18, x, table=table)
-    assert fast.names() == full.names() and fast.nbytes < full.nbytes / 2
+    assert fast.names() == full.names()
+    # Nothing was copied during the pass: the steps that are not recomputed hold the pass's own outputs.
+    kept = [a for a in fast if not a.derived]
+    assert all(a.stored is None and a.tensor is not None for a in kept)
+    assert fast.nbytes == sum(4 * math.prod(a.shape) for a in kept)
+    for a in kept:  # reading compacts each one to float16
+        assert a.data.dtype == np.float16 and a.tensor is None
+    assert fast.nbytes < full.nbytes / 2
     relu = fast["layer1.0.relu"]
     assert relu.derived and relu.source is fast["layer1.0.bn1"] and relu.stored is None
     assert relu.data is not None and relu.stored is not None  # computed on first read, then kept
@@ -115,6 +123,42 @@ def test_with_the_table_element_wise_steps_are_recomputed_not_copied(resnet18):
     block = fast["layer1.0"]
     assert block.derived and block.data is fast["layer1.0.relu#2"].data  # the block's output is that tensor
     assert not fast["conv1"].derived and fast["bn1"].derived
+
+
+class _ChangesConvOutput(torch.nn.Module):
+    """A conv whose output a later operation changes in place, after the pool has read it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.pool = torch.nn.MaxPool2d(2)
+        self.passes = 0
+
+    def forward(self, x):
+        self.passes += 1
+        a = self.conv(x)
+        b = self.pool(a)
+        a.mul_(-1.0)
+        return b.flatten(1) + a.mean()
+
+
+def test_a_kept_output_changed_in_place_later_is_copied_during_the_pass():
+    torch.manual_seed(0)
+    model = _ChangesConvOutput().eval()
+    x = torch.randn(3, 16, 16)
+    with torch.no_grad():
+        expected = model.conv(x[None])[0].numpy()
+    table = layer_table(model, 16)
+    model.passes = 0
+    first = capture_activations(model, x, table=table)
+    assert model.passes == 2  # the change was seen, and the pass run again copying "conv" as it went
+    np.testing.assert_allclose(first["conv"].data.astype(np.float32), expected, rtol=2e-3, atol=2e-3)
+    assert first["conv"].tensor is None and first["pool"].tensor is not None
+    model.passes = 0
+    again = capture_activations(model, x, table=table)  # remembered: one pass
+    assert model.passes == 1
+    np.testing.assert_array_equal(again["conv"].data, first["conv"].data)
+    np.testing.assert_array_equal(again["pool"].data, first["pool"].data)
 
 
 def test_a_table_for_another_input_size_is_ignored(resnet18):
