@@ -7,9 +7,7 @@ The GUI's worker owns the Control and flips it from the GUI thread; the CLI uses
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import os
 import pickle
 import threading
 import traceback
@@ -121,7 +119,6 @@ def serve_job(
     queue: Any,
     cancel_event: Any,
     running_event: Any,
-    nice: int = 0,
 ) -> None:
     """Entry point of a worker *process*: :func:`run_job`, with everything sent back through ``queue``.
 
@@ -130,9 +127,6 @@ def serve_job(
     process never imports Qt.
     """
     keep_freed_memory()  # as in the window's process: training steps reuse memory
-    if nice and hasattr(os, "nice"):
-        with contextlib.suppress(OSError):
-            os.nice(nice)  # the window's process gets the CPU first when it needs it
     control = Control(
         lambda event: queue.put(("event", event)), cancel_event=cancel_event, running_event=running_event
     )

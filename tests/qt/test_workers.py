@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 
@@ -155,6 +156,18 @@ def test_process_job_runs_in_another_process_and_relays_events_in_order(qtbot):
     assert [i for _, i in seen] == list(range(500))
     assert {pid for pid, _ in seen} == {child}
     qtbot.waitUntil(lambda: not job._thread.process.is_alive(), timeout=10_000)
+
+
+def _niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no process priorities here")
+def test_process_job_runs_at_a_lower_priority_than_the_window(qtbot):
+    job = workers.start_process_job(_niceness)
+    with qtbot.waitSignal(job.result, timeout=60_000) as result:
+        pass
+    assert result.args[0] == min(19, _niceness() + workers.PROCESS_NICENESS)
 
 
 def test_process_job_pause_resume_and_cancel(qtbot):
