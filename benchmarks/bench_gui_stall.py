@@ -22,6 +22,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import QSettings, QTimer
 
+from cnn_explorer.core.allocator import keep_freed_memory
 from cnn_explorer.core.data import write_animal_dataset
 from cnn_explorer.core.training import RunStarted, StepEnd
 from cnn_explorer.qt.app import make_app, wait_until
@@ -96,6 +97,7 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
+    keep_freed_memory()  # as cnn-explorer's main() does
     make_app()
     tmp = Path(tempfile.mkdtemp(prefix="bench-gui-"))
     settings = QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat)

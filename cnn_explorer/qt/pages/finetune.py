@@ -90,6 +90,7 @@ from cnn_explorer.qt.workers import Job, JobSlot, start_process_job
 
 THUMBS_PER_CLASS = 6
 GALLERY_LIMIT = 60  # images shown for one confusion cell
+IDLE_STYLE = "color: #666; background: #f6f6f6; border: 1px solid #dddddd; padding: 6px;"
 INFO_STYLE = "color: #0b3d6b; background: #e8f1fb; border: 1px solid #b8d4f0; padding: 6px;"
 DONE_STYLE = "color: #14532d; background: #e7f6ec; border: 1px solid #a9dbb8; padding: 6px;"
 SETTINGS_RUNS_FOLDER = "finetune/runs_folder"
@@ -311,11 +312,21 @@ class FineTunePage(Page):
         top = QHBoxLayout()
         top.addWidget(self.progress_bar, 1)
         top.addWidget(self.progress_label, 1)
+        # The banner keeps one height, three lines, and scrolls beyond: a banner that grew and shrank
+        # with its text resized the plots below, and each relayout repainted them whole (20-30 ms, the
+        # largest GUI stalls when a run started, bench_gui_stall.py).
         self.banner = QLabel()
         self.banner.setWordWrap(True)
         self.banner.setTextFormat(Qt.TextFormat.RichText)
         self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.banner.hide()
+        self.banner.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.banner_area = QScrollArea()
+        self.banner_area.setWidget(self.banner)
+        self.banner_area.setWidgetResizable(True)
+        self.banner_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.banner_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.banner_area.setFixedHeight(3 * self.banner.fontMetrics().lineSpacing() + 16)
+        self._clear_banner()
 
         self.plots = TrainingPlots()
         self.tabs = QTabWidget()
@@ -335,7 +346,7 @@ class FineTunePage(Page):
         v = QVBoxLayout(right)
         v.setContentsMargins(0, 0, 0, 0)
         v.addLayout(top)
-        v.addWidget(self.banner)
+        v.addWidget(self.banner_area)
         v.addWidget(splitter, 1)
         return right
 
@@ -1000,10 +1011,18 @@ class FineTunePage(Page):
             self._banner_kind = kind
         self.banner.setText("<br>".join(self._banner_lines[-4:]))
         self.banner.setStyleSheet(_BANNER_STYLES[self._banner_kind])
-        self.banner.show()
+        bar = self.banner_area.verticalScrollBar()
+        QTimer.singleShot(0, bar, lambda: bar.setValue(bar.maximum()))  # the newest line, once laid out
+
+    def _clear_banner(self) -> None:
+        self._banner_lines = []
+        self._banner_kind = "info"
+        self.banner.setText("Notices, warnings and errors of a run appear here.")
+        self.banner.setStyleSheet(IDLE_STYLE)
 
     def banner_text(self) -> str:
-        return self.banner.text() if self.banner.isVisible() else ""
+        """What the banner says ("" while it only shows its idle hint)."""
+        return self.banner.text() if self._banner_lines else ""
 
     # -- the screenshot's demo run --------------------------------------------------------------
     def _demo_start(self) -> None:
