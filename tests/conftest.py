@@ -17,6 +17,14 @@ os.environ.setdefault("CNN_EXPLORER_OFFLINE", "1")
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory) -> Path:
+    """CNN Explorer's own cache (the Lite0 weights' safetensors copy) in pytest's temporary folder."""
+    path = tmp_path_factory.mktemp("user-cache")
+    os.environ["CNN_EXPLORER_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture
 def sample_cat() -> Path:
     return ASSETS / "chelsea.png"

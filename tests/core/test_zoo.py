@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -203,6 +205,51 @@ def test_package_weights_come_after_a_chosen_file(tmp_path):
     torch.save(model.state_dict(), tmp_path / "lite.pt")
     assert zoo.load_model("efficientnet_lite0", weights_file=tmp_path / "lite.pt").weights == "file"
     assert zoo.load_model("efficientnet_lite0").weights == "package"
+
+
+def test_package_weights_are_read_through_a_safetensors_copy(tmp_path, monkeypatch):
+    """The Lite0 package's legacy .pth is converted once; later loads read the copy, which is remade
+    when the package file changes or the copy is damaged, and is optional when the cache is read-only."""
+    monkeypatch.setenv("CNN_EXPLORER_CACHE", str(tmp_path / "cache"))
+    source = zoo._lite0_weights_path()
+    reference = torch.load(source, map_location="cpu", weights_only=True)
+    copy = tmp_path / "cache" / "weights" / f"{source.stem}.safetensors"
+
+    first = zoo._package_state_dict(source)
+    assert copy.is_file()
+    reads = []
+    real_read = zoo._read_state_dict
+    monkeypatch.setattr(zoo, "_read_state_dict", lambda path: reads.append(path) or real_read(path))
+    again = zoo._package_state_dict(source)
+    assert reads == []  # served from the copy
+    assert first.keys() == again.keys() == reference.keys()
+    for key, value in reference.items():
+        assert torch.equal(again[key], value), key
+
+    copy.write_bytes(b"not a safetensors file")  # damaged: made again
+    zoo._package_state_dict(source)
+    assert reads == [source] and copy.stat().st_size > 1_000_000
+
+    from safetensors.torch import save_file  # another version of the package file: made again
+
+    save_file({"x": torch.zeros(1)}, copy, metadata={"source": str(source), "size": "1", "mtime_ns": "1"})
+    assert zoo._package_state_dict(source).keys() == reference.keys()
+    assert len(reads) == 2
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("CNN_EXPLORER_CACHE", str(blocked))
+    assert zoo._package_state_dict(source).keys() == reference.keys()  # read from the package itself
+    assert len(reads) == 3
+
+
+def test_user_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("CNN_EXPLORER_CACHE", str(tmp_path / "mine"))
+    assert zoo.user_cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("CNN_EXPLORER_CACHE")
+    if os.name == "posix" and sys.platform != "darwin":
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        assert zoo.user_cache_dir() == tmp_path / "xdg" / "cnn-explorer"
 
 
 def test_lenet5_is_untrained_unless_a_file_is_given(tmp_path):
