@@ -486,7 +486,7 @@ def _resolve_pretrained(info: ModelInfo, *, allow_download: bool, control: Contr
         if cached is not None:
             path = cache_dir() / _weights_filename(cached)
             try:
-                model = _model_from_state_dict(name, _package_state_dict(path), 1000)
+                model = _model_from_state_dict(name, _read_state_dict(path), 1000)
                 return _loaded(
                     info,
                     model,
@@ -506,7 +506,7 @@ def _resolve_pretrained(info: ModelInfo, *, allow_download: bool, control: Contr
         else:
             try:
                 path = download_weights(_download_url(w), name=name, control=control)
-                model = _model_from_state_dict(name, _package_state_dict(path), 1000)
+                model = _model_from_state_dict(name, _read_state_dict(path), 1000)
                 return _loaded(
                     info,
                     model,

@@ -150,7 +150,8 @@ def test_efficientnet_lite0_offline_sees_a_cat_in_the_sample_photo(sample_cat):
 # --- weights resolution order --------------------------------------------------------------------------
 
 
-def test_cache_is_used_before_downloading(fake_hub, monkeypatch):
+def test_cache_is_used_before_downloading(fake_hub, monkeypatch, tmp_path):
+    monkeypatch.setenv("CNN_EXPLORER_CACHE", str(tmp_path / "own-cache"))
     reference = zoo._construct("resnet18", 1000)
     fake_hub.mkdir(parents=True)
     torch.save(reference.state_dict(), fake_hub / "resnet18-f37072fd.pth")
@@ -161,6 +162,7 @@ def test_cache_is_used_before_downloading(fake_hub, monkeypatch):
     torch.testing.assert_close(_first_param(loaded.model), _first_param(reference))
     assert zoo.weights_status("resnet18")[0] == "cache"
     assert loaded.preprocess.resize == 256 and loaded.categories[281] == "tabby"
+    assert not (tmp_path / "own-cache").exists()  # torchvision's cache file is read as it is, not copied
 
 
 def test_a_chosen_weights_file_beats_the_cache(fake_hub, tmp_path):
