@@ -10,6 +10,13 @@ from cnn_explorer.core.allocator import keep_freed_memory
 
 
 def _screenshot(args: argparse.Namespace) -> int:
+    from cnn_explorer.core.outdir import OutputDirError, prepare_output_dir
+
+    try:
+        prepare_output_dir(args.outdir)
+    except OutputDirError as exc:
+        print(f"cnn-explorer: {exc}", file=sys.stderr)
+        return 2
     from cnn_explorer.qt.app import screenshot
 
     try:

@@ -22,8 +22,9 @@ from cnn_explorer.core.control import Cancelled, Control
 from cnn_explorer.core.features import COLORMAPS, Exploration, explore, render_grid
 from cnn_explorer.core.images import ImageLoadError, open_image
 from cnn_explorer.core.layers import LayerTable
+from cnn_explorer.core.outdir import OutputDirError, is_disk_full, prepare_output_dir
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,6 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="weights file (.pth/.pt state_dict, .safetensors, "
         "a CNN Explorer checkpoint or TorchScript) instead of the pretrained ones",
+    )
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow a TorchScript --weights file: it is a program and runs its own code when opened",
     )
     p.add_argument("--cmap", choices=COLORMAPS, default="viridis", help="colormap (default viridis)")
     p.add_argument(
@@ -167,16 +173,30 @@ def _progress_control() -> tuple[Control, list]:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    try:
+        return _inspect(args)
+    except OSError as exc:  # writing the outputs: the folder was checked, so the disk or the mount failed
+        print(f"cnn-explorer: cannot write to {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED if is_disk_full(exc) else EXIT_BAD_INPUT
+
+
+def _inspect(args: argparse.Namespace) -> int:
     from PIL import Image
 
     try:
         image = open_image(args.image)
     except ImageLoadError as exc:
         return _err(str(exc))
+    try:
+        prepare_output_dir(args.out)
+    except OutputDirError as exc:
+        return _err(str(exc))
     control, bars = _progress_control()
     try:
         if args.weights is not None:
-            loaded = zoo.load_model(args.model, weights_file=args.weights, control=control)
+            loaded = zoo.load_model(
+                args.model, weights_file=args.weights, control=control, trust_code=args.trust_code
+            )
         else:
             loaded = zoo.load_model(args.model, allow_download=not args.offline, control=control)
     except zoo.ModelLoadError as exc:
@@ -197,11 +217,6 @@ def run_inspect(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("cnn-explorer: stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return _err(f"cannot create the output folder {args.out}: {exc.strerror or exc}")
 
     written: list[str] = []
     too_large: list[str] = []

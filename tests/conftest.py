@@ -25,6 +25,14 @@ def user_cache(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def user_config(tmp_path_factory, monkeypatch) -> Path:
+    """CNN Explorer's settings folder (remembered answers about trusting code): fresh for every test."""
+    path = tmp_path_factory.mktemp("user-config")
+    monkeypatch.setenv("CNN_EXPLORER_CONFIG", str(path))
+    return path
+
+
 @pytest.fixture
 def sample_cat() -> Path:
     return ASSETS / "chelsea.png"

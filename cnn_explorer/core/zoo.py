@@ -15,18 +15,21 @@ Weights are resolved in one fixed order and the result says which step won (``Lo
                    copy in the user's cache (``user_cache_dir()``), made on first use;
 5. ``"untrained"`` random initialisation, which the UI must show as such.
 
-Nothing here executes code from a model file: pickles go through ``torch.load(..., weights_only=True)``.
+Nothing here executes code from a model file without consent: pickles go through
+``torch.load(..., weights_only=True)``; TorchScript, which is a program, loads only with ``trust_code=True``
+(:class:`UntrustedCodeError` otherwise), the way ``trust_remote_code`` works elsewhere.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import hashlib
 import http.client
+import math
 import os
 import re
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -45,6 +48,7 @@ from torch import Tensor, nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from cnn_explorer.core.appdirs import user_cache_dir
 from cnn_explorer.core.control import Control, checkpoint, report
 from cnn_explorer.core.images import to_gray
 
@@ -54,9 +58,11 @@ __all__ = [
     "DownloadProgress",
     "LeNet5",
     "LoadedModel",
+    "ModelFileKind",
     "ModelInfo",
     "ModelLoadError",
     "Preprocess",
+    "UntrustedCodeError",
     "available_models",
     "backbone_blocks",
     "build_model",
@@ -64,6 +70,7 @@ __all__ = [
     "classifier_head",
     "download_weights",
     "embedding_split",
+    "file_sha256",
     "get_info",
     "imagenet_categories",
     "load_model",
@@ -71,6 +78,7 @@ __all__ = [
     "read_checkpoint",
     "replace_head",
     "save_checkpoint",
+    "sniff_model_file",
     "user_cache_dir",
     "weights_status",
 ]
@@ -85,8 +93,29 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+# An image longer than this many of its short sides is centre-cut before resizing (see Preprocess).
+PRECROP_SIDES = 3
+
+
 class ModelLoadError(Exception):
     """A model or weights file could not be loaded; ``str(err)`` names it and says why."""
+
+
+class UntrustedCodeError(ModelLoadError):
+    """The file is a program (TorchScript): opening it runs its code, so it needs the user's consent.
+
+    ``sha256`` identifies the file's content, so a "yes" can be remembered for exactly this file.
+    Pass ``trust_code=True`` to :func:`load_model_file` once the user agreed.
+    """
+
+    def __init__(self, path: Path, sha256: str) -> None:
+        self.path = path
+        self.sha256 = sha256
+        super().__init__(
+            f"Not opening {path.name}: it is a TorchScript file, which is a program, not only weights. "
+            "Opening it runs the code inside it, and that code can read, change or delete your files. "
+            "Open it only if you trust where it came from (command line: add --trust-code)."
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -132,8 +161,28 @@ class Preprocess:
             raise ValueError(f"expected an HxW or HxWx3 image, got shape {arr.shape}")
         if not self.grayscale and t.shape[0] == 1:
             t = t.expand(3, -1, -1)
+        t = self._bound_long_side(t)
         t = TF.resize(t, [self.resize], interpolation=InterpolationMode(self.interpolation), antialias=True)
         return TF.center_crop(t, [self.crop, self.crop])
+
+    def _bound_long_side(self, t: Tensor) -> Tensor:
+        """Centre-cut a very long image before resizing: only its centre reaches the crop.
+
+        Resizing the short side of a 1×40000 strip to 256 would ask for 256×10,240,000 pixels (~31 GB as
+        float). The centre crop only ever uses a window of ``crop / resize`` short sides, so keeping
+        ``PRECROP_SIDES`` short sides of the long one (a wide margin for the resampling filter) changes
+        nothing that reaches the network and bounds the resized size for any aspect ratio.
+        """
+        h, w = int(t.shape[-2]), int(t.shape[-1])
+        short = max(1, min(h, w))
+        keep = math.ceil(short * max(PRECROP_SIDES, self.crop / self.resize + 1))
+        if h > keep:
+            top = (h - keep) // 2
+            t = t[..., top : top + keep, :]
+        if w > keep:
+            left = (w - keep) // 2
+            t = t[..., left : left + keep]
+        return t
 
     @property
     def channels(self) -> int:
@@ -385,23 +434,6 @@ def cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-CACHE_ENV = "CNN_EXPLORER_CACHE"
-
-
-def user_cache_dir() -> Path:
-    """CNN Explorer's own cache: ``$CNN_EXPLORER_CACHE``, else the platform's per-user cache folder."""
-    override = os.environ.get(CACHE_ENV, "").strip()
-    if override:
-        return Path(override).expanduser()
-    if os.name == "nt":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "cnn-explorer"
-
-
 def _offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0", "false", "no")
 
@@ -463,8 +495,11 @@ def load_model(
     weights_file: str | os.PathLike[str] | None = None,
     allow_download: bool = True,
     control: Control | None = None,
+    trust_code: bool = False,
 ) -> LoadedModel:
     """Build model ``name`` and give it the first weights found: file → cache → download → package → none.
+
+    ``trust_code`` is passed to :func:`load_model_file` for a ``weights_file``.
 
     A user-chosen ``weights_file`` that cannot be used raises ModelLoadError (it is not silently skipped).
     Download problems are not errors: they are recorded in ``notes`` and resolution goes on.
@@ -472,8 +507,7 @@ def load_model(
     """
     info = get_info(name)
     if weights_file is not None:
-        loaded = load_model_file(weights_file, arch=name, control=control)
-        return loaded
+        return load_model_file(weights_file, arch=name, control=control, trust_code=trust_code)
     return _resolve_pretrained(info, allow_download=allow_download, control=control)
 
 
@@ -710,20 +744,149 @@ _PICKLE_REFUSAL = (
 )
 
 
-def _read_torch_file(path: Path) -> Any:
+class ModelFileKind(enum.Enum):
+    """What a would-be model file is, told from its bytes (never from its name alone)."""
+
+    MISSING = "missing"
+    FOLDER = "folder"
+    EMPTY = "empty"
+    SAFETENSORS = "safetensors"
+    TORCH_ZIP = "torch-zip"  # torch.save's zip format: a pickle of tensors, read with weights_only=True
+    TORCH_LEGACY = "torch-legacy"  # torch.save's pre-1.6 format
+    TORCHSCRIPT = "torchscript"  # a program: needs consent
+    PICKLE = "pickle"  # a bare pickle stream
+    DAMAGED_ZIP = "damaged-zip"
+    OTHER_ZIP = "other-zip"
+    HDF5 = "hdf5"
+    IMAGE = "image"
+    TEXT = "text"
+    UNKNOWN = "unknown"
+
+    @property
+    def needs_consent(self) -> bool:
+        return self is ModelFileKind.TORCHSCRIPT
+
+
+# What the user is told a file is, when it is not something the app can read.
+_KIND_TEXT = {
+    ModelFileKind.MISSING: "the file does not exist",
+    ModelFileKind.FOLDER: "it is a folder, not a weights file",
+    ModelFileKind.EMPTY: "the file is empty (0 bytes)",
+    ModelFileKind.DAMAGED_ZIP: (
+        "it is a damaged zip archive (cut short or corrupted); PyTorch files are zip archives, so it may be "
+        "a PyTorch file that was not copied or saved completely"
+    ),
+    ModelFileKind.OTHER_ZIP: "it is a zip archive, but not a PyTorch file (it holds no data.pkl)",
+    ModelFileKind.HDF5: "it is an HDF5 file (Keras .h5 weights, perhaps), not a PyTorch file",
+    ModelFileKind.IMAGE: "it is an image, not a model file",
+    ModelFileKind.TEXT: "it is a text file, not a PyTorch file",
+    ModelFileKind.UNKNOWN: "it is not a PyTorch file: neither a zip archive, a pickle nor a safetensors file",
+}
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+_MAX_SAFETENSORS_HEADER = 100 << 20  # safetensors' own limit on the JSON header
+
+
+def sniff_model_file(path: str | os.PathLike[str]) -> ModelFileKind:
+    """Tell what ``path`` holds from its first bytes (and, for zips, its list of members)."""
+    path = Path(path)
+    if path.is_dir():
+        return ModelFileKind.FOLDER
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(64)
     except FileNotFoundError:
-        raise ModelLoadError(f"Cannot open {path.name}: the file does not exist") from None
-    except IsADirectoryError:
-        raise ModelLoadError(f"Cannot open {path.name}: it is a folder, not a weights file") from None
+        return ModelFileKind.MISSING
+    except OSError:
+        return ModelFileKind.UNKNOWN
+    if size == 0:
+        return ModelFileKind.EMPTY
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except Exception:  # BadZipFile, EOFError, NotImplementedError ("zip file version 19.9"), ...
+            return ModelFileKind.DAMAGED_ZIP
+        # torch's own test for TorchScript is a constants.pkl member; code/ holds its compiled program
+        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+            return ModelFileKind.TORCHSCRIPT
+        if any(n.endswith("data.pkl") for n in names):
+            return ModelFileKind.TORCH_ZIP
+        return ModelFileKind.OTHER_ZIP
+    if head.startswith(_LEGACY_MAGIC):
+        return ModelFileKind.TORCH_LEGACY
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return ModelFileKind.PICKLE
+    if size > 8 and head[8:9] == b"{":
+        n = int.from_bytes(head[:8], "little")
+        if 2 <= n <= min(size - 8, _MAX_SAFETENSORS_HEADER):
+            return ModelFileKind.SAFETENSORS
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return ModelFileKind.HDF5
+    if head.startswith(_IMAGE_MAGIC):
+        return ModelFileKind.IMAGE
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return ModelFileKind.TEXT
+    return ModelFileKind.UNKNOWN
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's content, read in chunks."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _refuse_kind(path: Path, kind: ModelFileKind) -> ModelLoadError:
+    reason = _KIND_TEXT[kind]
+    if path.suffix.lower() == ".safetensors" and kind is not ModelFileKind.FOLDER:
+        reason = f"not a safetensors file: {reason}"
+    return ModelLoadError(f"Cannot open {path.name}: {reason}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
+def _read_torch_file(path: Path) -> Any:
+    """A torch.save file (zip or legacy) with ``weights_only=True``; ModelLoadError saying what went wrong."""
+    kind = sniff_model_file(path)
+    if kind is ModelFileKind.TORCHSCRIPT:
+        raise ModelLoadError(f"Cannot use {path.name}: it is a TorchScript program, not a weights file")
+    if kind not in (ModelFileKind.TORCH_ZIP, ModelFileKind.TORCH_LEGACY, ModelFileKind.PICKLE):
+        raise _refuse_kind(path, kind)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            with open(path, "rb") as fh:  # a file object: torch.load would route by a ".safetensors" name
+                return torch.load(fh, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         text = str(exc)
-        if "Weights only load failed" in text or "Unsupported global" in text:
+        # Only a pickle that names Python globals is a "pickled object"; a broken stream is just damaged.
+        if "Unsupported global" in text or "Unsupported class" in text:
             raise ModelLoadError(f"Refusing {path.name}: {_PICKLE_REFUSAL}") from None
+        what = {
+            ModelFileKind.TORCH_ZIP: "a damaged PyTorch file (its zip archive opens, its contents do not)",
+            ModelFileKind.TORCH_LEGACY: "a damaged PyTorch file (old format)",
+            ModelFileKind.PICKLE: "a Python pickle that is not a readable PyTorch weights file",
+        }[kind]
+        raise ModelLoadError(f"Cannot open {path.name}: {what} ({_first_line(exc)})") from None
+
+
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # the Rust reader can raise a PanicException, a BaseException
         raise ModelLoadError(
-            f"Cannot open {path.name}: not a PyTorch weights file or damaged ({type(exc).__name__}: "
-            f"{text.splitlines()[0][:200] if text else 'no details'})"
+            f"Cannot open {path.name}: a damaged safetensors file ({_first_line(exc)})"
         ) from None
 
 
@@ -875,56 +1038,57 @@ def save_checkpoint(
 def read_checkpoint(path: str | os.PathLike[str]) -> dict:
     """A CNN Explorer checkpoint as a dict (``weights_only=True``); ModelLoadError for anything else."""
     path = Path(path)
-    obj = _read_torch_file(path)
+    return _checked_checkpoint(path, _read_torch_file(path))
+
+
+def _checked_checkpoint(path: Path, obj: Any) -> dict:
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise ModelLoadError(
             f"{path.name} is not a CNN Explorer checkpoint (no '{CHECKPOINT_FORMAT}' marker)"
         )
-    for key in ("arch", "class_names", "preprocess", "state_dict"):
+    for key, kind in (
+        ("arch", str),
+        ("class_names", (list, tuple)),
+        ("preprocess", dict),
+        ("state_dict", dict),
+    ):
         if key not in obj:
             raise ModelLoadError(f"{path.name}: the checkpoint lacks '{key}'")
+        if not isinstance(obj[key], kind):
+            raise ModelLoadError(
+                f"{path.name}: the checkpoint's '{key}' is damaged ({type(obj[key]).__name__})"
+            )
     return obj
 
 
-def _is_torchscript(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
-    return any(n.endswith("constants.pkl") for n in names) or any("/code/" in n for n in names)
-
-
 def load_model_file(
-    path: str | os.PathLike[str], *, arch: str | None = None, control: Control | None = None
+    path: str | os.PathLike[str],
+    *,
+    arch: str | None = None,
+    control: Control | None = None,
+    trust_code: bool = False,
 ) -> LoadedModel:
     """Open a CNN Explorer checkpoint, a TorchScript file, or a plain state_dict (.pth/.pt/.safetensors).
 
-    For a plain state_dict the architecture is ``arch`` or, when that does not fit or is None, the zoo
-    model whose parameter names match; the number of classes comes from the head weight's shape.
-    A pickled full model is refused with an explanation.
+    What the file is comes from its bytes (:func:`sniff_model_file`), not its name. For a plain state_dict
+    the architecture is ``arch`` or, when that does not fit or is None, the zoo model whose parameter names
+    match; the number of classes comes from the head weight's shape. A pickled full model is refused with
+    an explanation. TorchScript is a program: without ``trust_code`` it raises :class:`UntrustedCodeError`.
     """
     path = Path(path)
     checkpoint(control)
-    if not path.exists():
-        raise ModelLoadError(f"Cannot open {path.name}: the file does not exist")
-    if path.is_dir():
-        raise ModelLoadError(f"Cannot open {path.name}: it is a folder, not a weights file")
-
-    if path.suffix.lower() == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-
-            obj: Any = load_file(str(path), device="cpu")
-        except Exception as exc:
-            raise ModelLoadError(f"Cannot open {path.name}: not a valid safetensors file ({exc})") from None
-    elif _is_torchscript(path):
+    kind = sniff_model_file(path)
+    if kind is ModelFileKind.TORCHSCRIPT:
+        if not trust_code:
+            raise UntrustedCodeError(path, file_sha256(path))
         return _load_torchscript(path)
+    if kind is ModelFileKind.SAFETENSORS:
+        obj: Any = _read_safetensors(path)
     else:
         obj = _read_torch_file(path)
 
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
-        ckpt = read_checkpoint(path)
+        ckpt = _checked_checkpoint(path, obj)
         name = str(ckpt["arch"])
         info = get_info(name)
         sd = _as_state_dict(ckpt["state_dict"]) or {}
@@ -935,7 +1099,12 @@ def load_model_file(
             raise ModelLoadError(
                 f"{path.name}: {len(class_names)} class names but the head has {n_out} outputs"
             )
-        pre = Preprocess.from_dict(ckpt["preprocess"])
+        try:
+            pre = Preprocess.from_dict(ckpt["preprocess"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(
+                f"Cannot open {path.name}: the checkpoint's preprocessing settings are damaged ({exc!r})"
+            ) from None
         return _loaded(
             info,
             model,

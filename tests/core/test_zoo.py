@@ -397,7 +397,7 @@ def test_torchscript_file_loads(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.jit.trace(model, torch.zeros(1, 3, 64, 64)).save(str(tmp_path / "traced.pt"))
-    loaded = zoo.load_model_file(tmp_path / "traced.pt")
+    loaded = zoo.load_model_file(tmp_path / "traced.pt", trust_code=True)
     assert loaded.weights == "file" and loaded.info.source == "file" and loaded.num_classes == 3
     x = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():

@@ -17,8 +17,10 @@ from cnn_explorer.core import zoo
 from cnn_explorer.core.cam import default_cam_layer
 from cnn_explorer.core.features import apply_colormap
 from cnn_explorer.core.images import open_image
+from cnn_explorer.core.trust import CodeTrust, TrustDecision
 from cnn_explorer.qt import workers
 from cnn_explorer.qt.pages.network import NetworkPage, image_key
+from cnn_explorer.qt.widgets.code_consent import CodeConsentDialog
 from cnn_explorer.qt.widgets.map_view import MapView
 
 IDLE_MS = 60_000
@@ -541,7 +543,7 @@ def test_a_wrong_model_file_gives_a_clear_message_and_the_page_goes_on(lenet, qt
     with qtbot.waitSignal(page.status_message, timeout=IDLE_MS) as said:
         page.open_model_file(bad)
     idle(qtbot, page)
-    assert "notes.pt" in said.args[0] and "not a PyTorch weights file" in said.args[0]
+    assert "notes.pt" in said.args[0] and "a text file, not a PyTorch file" in said.args[0]
     assert page.notice_label.isVisible() and "notes.pt" in page.notice_label.text()
     assert page.loaded.info.name == "lenet5" and page.model_combo.currentData() == "zoo:lenet5"
 
@@ -561,9 +563,52 @@ def test_torchscript_model_shows_predictions_without_layers(lenet, qtbot, tmp_pa
     path = tmp_path / "scripted.pt"
     torch.jit.save(torch.jit.script(net.eval()), str(path))
     page.open_model_file(path)
+    answer_code_consent(qtbot, page, run=True)
     idle(qtbot, page)
     assert page.model_combo.currentText().startswith("File: scripted.pt")
     assert [n for n, _ in page.predictions.rows()] and not page.rows
     assert "TorchScript" in page.grid.message_label.text()
     page.cam_check.setChecked(True)
     assert "TorchScript" in page.cam_info.text()
+
+
+def answer_code_consent(qtbot, page: NetworkPage, *, run: bool, remember: bool = False) -> CodeConsentDialog:
+    """Wait for the "run this file's code?" question and answer it as a user would, with a click."""
+    qtbot.waitUntil(lambda: any(d.isVisible() for d in page.findChildren(CodeConsentDialog)), timeout=IDLE_MS)
+    dialog = next(d for d in page.findChildren(CodeConsentDialog) if d.isVisible())
+    assert "TorchScript" in dialog.text() and "delete your files" in dialog.informativeText()
+    dialog.checkBox().setChecked(remember)
+    qtbot.mouseClick(dialog.run_button if run else dialog.cancel_button, Qt.MouseButton.LeftButton)
+    return dialog
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_torchscript_needs_consent_and_a_remembered_answer_is_kept(lenet, qtbot, tmp_path):
+    page = lenet
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    path = tmp_path / "program.pt"
+    torch.jit.save(torch.jit.script(net.eval()), str(path))
+
+    page.open_model_file(path)
+    answer_code_consent(qtbot, page, run=False)
+    idle(qtbot, page)
+    assert "program.pt" in page.notice_label.text() and "not allowed to run" in page.notice_label.text()
+    assert page.loaded.info.name == "lenet5" and page.model_combo.currentData() == "zoo:lenet5"
+
+    page.open_model_file(path)  # not remembered: asked again; this time yes, and remember it
+    answer_code_consent(qtbot, page, run=True, remember=True)
+    idle(qtbot, page)
+    assert page.model_combo.currentText().startswith("File: program.pt")
+    assert CodeTrust().decision(zoo.file_sha256(path)) is TrustDecision.TRUSTED
+
+    choose_model(qtbot, page, "lenet5")
+    page.open_model_file(path)  # remembered: opens without a question
+    idle(qtbot, page)
+    assert not any(d.isVisible() for d in page.findChildren(CodeConsentDialog))
+    assert page.model_combo.currentText().startswith("File: program.pt")
+
+    with open(path, "ab") as fh:  # other bytes, same name: asked afresh
+        fh.write(b"\0")
+    page.open_model_file(path)
+    answer_code_consent(qtbot, page, run=False)
+    idle(qtbot, page)

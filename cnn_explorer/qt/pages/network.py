@@ -22,6 +22,7 @@ fires). Recent views are kept, so stepping back is instant.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -71,7 +72,9 @@ from cnn_explorer.core.features import (
 )
 from cnn_explorer.core.images import LoadedImage, open_image
 from cnn_explorer.core.layers import LayerRow
+from cnn_explorer.core.trust import CodeTrust, TrustDecision
 from cnn_explorer.qt.pages.base import Page, ScrollContent
+from cnn_explorer.qt.widgets.code_consent import CodeConsentDialog
 from cnn_explorer.qt.widgets.feature_grid import (
     NORMALIZE_CHOICES,
     SELECTED_COLOUR,
@@ -129,10 +132,13 @@ class ModelSource:
     name: str | None = None
     path: Path | None = None
     arch_hint: str | None = None  # for a plain state_dict: try this architecture first
+    trust_code: bool = False  # the user agreed to run this (TorchScript) file's code
 
     def load(self, *, allow_download: bool, control: Control | None) -> zoo.LoadedModel:
         if self.path is not None:
-            return zoo.load_model_file(self.path, arch=self.arch_hint, control=control)
+            return zoo.load_model_file(
+                self.path, arch=self.arch_hint, control=control, trust_code=self.trust_code
+            )
         assert self.name is not None
         return zoo.load_model(self.name, allow_download=allow_download, control=control)
 
@@ -230,6 +236,7 @@ class NetworkPage(Page):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.max_layer_bytes = MAX_LAYER_BYTES  # per captured layer; larger ones keep only their shape
+        self.code_trust = CodeTrust()  # remembered answers about running TorchScript files' code
         self.image: LoadedImage | None = None
         self._image_key: tuple | None = None
         self._sources: dict[str, ModelSource] = {}
@@ -830,6 +837,9 @@ class NetworkPage(Page):
     def _on_model_failed(self, job: Job, source: ModelSource, exc: BaseException) -> None:
         if not self._slot.is_current(job):
             return
+        if isinstance(exc, zoo.UntrustedCodeError):
+            self._ask_to_run_code(source, exc)
+            return
         if isinstance(exc, zoo.ModelLoadError) or (source.path is not None and str(exc).startswith("Cannot")):
             message = str(exc)
         elif source.path is not None:
@@ -839,6 +849,30 @@ class NetworkPage(Page):
         self._show_notice(message)
         self.status_message.emit(message)
         self._select_in_picker(self.shown_source)  # the picker goes back to what is on screen
+
+    def _ask_to_run_code(self, source: ModelSource, exc: zoo.UntrustedCodeError) -> None:
+        """TorchScript runs code: open it only with the user's (possibly remembered) consent."""
+        decision = self.code_trust.decision(exc.sha256)
+        if decision is TrustDecision.UNKNOWN:
+            dialog = CodeConsentDialog(exc.path, exc.sha256, self)
+            dialog.finished.connect(lambda _result: self._on_code_consent(dialog, source))
+            dialog.open()
+            return
+        self._act_on_consent(source, exc.path, decision)
+
+    def _on_code_consent(self, dialog: CodeConsentDialog, source: ModelSource) -> None:
+        dialog.store(self.code_trust)
+        dialog.deleteLater()
+        self._act_on_consent(source, dialog.path, dialog.decided)
+
+    def _act_on_consent(self, source: ModelSource, path: Path, decision: TrustDecision) -> None:
+        if decision is TrustDecision.TRUSTED:
+            self._start_model_job(dataclasses.replace(source, trust_code=True), None)
+            return
+        message = f"Did not open {path.name}: its code was not allowed to run."
+        self._show_notice(message)
+        self.status_message.emit(message)
+        self._select_in_picker(self.shown_source)
 
     def _on_model_cancelled(self, job: Job, source: ModelSource) -> None:
         if not self._slot.is_current(job) or self._pending is not None:
