@@ -16,27 +16,31 @@ from __future__ import annotations
 
 import os
 import random
+import stat
+import unicodedata
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import make_dataset
 from torchvision.transforms import v2
 
 from cnn_explorer.core.control import Control, checkpoint, report
-from cnn_explorer.core.images import DEFAULT_MAX_PIXELS, ImageLoadError, assets_dir, is_image_file, open_image
+from cnn_explorer.core.images import ImageLoadError, assets_dir, check_dimensions, is_image_file, open_image
 
 MIN_IMAGES_PER_CLASS = 5  # below this a class cannot give both a training and a validation image sensibly
 LOPSIDED_RATIO = 5.0  # biggest class / smallest class above this gets a warning
 DEFAULT_VAL_FRACTION = 0.2
 # Files the operating system or other tools leave in folders; never worth a mention.
-_SILENT_NAMES = {"thumbs.db", "desktop.ini"}
+_SILENT_NAMES = {"thumbs.db", "desktop.ini", "$recycle.bin", "system volume information"}
+# Folder entries between listing progress reports and cancel checks: often enough for a prompt cancel,
+# rarely enough to cost nothing next to the walk.
+_LIST_REPORT_EVERY = 500
 _TRAIN_NAMES = ("train", "training")
 _VAL_NAMES = ("val", "valid", "validation")
 
@@ -56,12 +60,21 @@ class BadFile:
         return f"{self.path}: {self.reason}"
 
 
+ScanPhase = Literal["listing", "checking"]
+
+
 @dataclass(frozen=True)
 class ScanProgress:
-    """Reported through ``control.report`` while the images are checked."""
+    """Reported through ``control.report`` by :func:`scan_dataset`, in two phases.
+
+    ``"listing"``: the folders are walked; ``done`` counts the folder entries looked at so far and
+    ``total`` is 0 while unknown (the last listing report has ``total == done``).
+    ``"checking"``: ``done`` of ``total`` image files have been checked.
+    """
 
     done: int
     total: int
+    phase: ScanPhase = "checking"
 
 
 Sample = tuple[str, int]  # (path, class index), as torchvision's ImageFolder stores them
@@ -166,29 +179,33 @@ class DatasetScan:
 def check_image(path: str | os.PathLike[str], *, thorough: bool = False) -> str | None:
     """None when ``path`` looks like a usable image, else the reason it is not.
 
-    The quick check reads the header and lets Pillow verify the file's structure (PNG checksums, ...)
-    without decoding the pixels; ``thorough`` decodes fully with :func:`open_image`. The reason text is
-    always :func:`open_image`'s, so the scan and the explorer describe a broken file the same way.
+    The quick check reads the header, applies :func:`~cnn_explorer.core.images.check_dimensions` (the
+    loader's own size rule) and lets Pillow verify the file's structure (PNG checksums, ...) without
+    decoding the pixels; ``thorough`` decodes fully with :func:`open_image`. The reason text is always
+    the loader's, so the scan and the explorer describe a broken file the same way.
     """
-    if thorough:
-        try:
-            open_image(path)
-        except ImageLoadError as exc:
-            return exc.reason
-        return None
+    path = Path(path)
+    # Not a regular file (a broken link, a pipe that would block a read): open_image says what it is.
+    if thorough or not os.path.isfile(path):
+        return _load_failure(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's bomb warning: the size is judged just below
             with Image.open(path) as im:
-                w, h = im.size
+                reason = check_dimensions(*im.size)
+                if reason is not None:
+                    return reason
                 im.verify()
-        if w * h > DEFAULT_MAX_PIXELS or w == 0 or h == 0:
-            raise ValueError("size")
     except Exception:
-        try:
-            open_image(path)
-        except ImageLoadError as exc:
-            return exc.reason
+        return _load_failure(path)  # whatever Pillow raised, the loader words the reason
+    return None
+
+
+def _load_failure(path: Path) -> str | None:
+    try:
+        open_image(path)
+    except ImageLoadError as exc:
+        return exc.reason
     return None
 
 
@@ -199,35 +216,171 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__") or name.lower() in _SILENT_NAMES
 
 
-def _class_folders(directory: Path) -> list[str]:
-    return sorted(e.name for e in os.scandir(directory) if e.is_dir() and not _is_hidden(e.name))
-
-
-def _find_files(directory: Path, class_names: Sequence[str]) -> tuple[list[Sample], list[Path]]:
-    """torchvision's ``make_dataset`` over the class folders, also collecting the files it passes over."""
-    ignored: list[Path] = []
-
-    def wanted(path: str) -> bool:
-        name = os.path.basename(path)
-        if _is_hidden(name) or any(_is_hidden(part) for part in Path(path).relative_to(directory).parts):
-            return False
-        if is_image_file(path):
-            return True
-        ignored.append(Path(path))
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a loop of links
         return False
 
-    present = [c for c in class_names if (directory / c).is_dir()]
-    samples = make_dataset(
-        str(directory),
-        {c: class_names.index(c) for c in present},
-        is_valid_file=wanted,
-        allow_empty=True,
-    )
-    return samples, ignored
+
+def _class_folders(directory: Path) -> dict[str, str]:
+    """{class name: its folder's name on disk}, sorted by class name.
+
+    Class names are Unicode NFC: macOS may write "café" decomposed (e + U+0301) and other systems
+    composed (U+00E9), and a dataset copied between them must still match its train/ and val/ folders.
+    """
+    folders: dict[str, str] = {}
+    with os.scandir(directory) as entries:
+        names = sorted(e.name for e in entries if not _is_hidden(e.name) and _is_dir(e))
+    for name in names:
+        key = unicodedata.normalize("NFC", name)
+        if key in folders:
+            first = folders[key]
+            raise DatasetError(
+                f"The folder {directory} has two class folders whose names differ only in how their "
+                f"accents are encoded: '{first}' ({_spelling(first)}) and '{name}' ({_spelling(name)}). "
+                "They look the same but are different folders; merge them into one or rename one."
+            )
+        folders[key] = name
+    return dict(sorted(folders.items()))
+
+
+def _spelling(name: str) -> str:
+    """How a name's accents are stored, with its code points: what tells two look-alike names apart."""
+    if name == unicodedata.normalize("NFC", name):
+        form = "composed"
+    elif name == unicodedata.normalize("NFD", name):
+        form = "decomposed"
+    else:
+        form = "partly composed"
+    return f"{form}: {' '.join(f'U+{ord(c):04X}' for c in name)}"
+
+
+_Identity = tuple[int, int]  # (st_dev, st_ino): one file or folder, by whatever path it is reached
+
+
+class _Found(NamedTuple):
+    via_link: bool
+    part: int  # which searched folder: 0 = root or train/, 1 = val/
+    label: int
+    folder: str
+    name: str
+    identity: _Identity | None  # None for a broken link: nothing to compare
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:  # a broken link, a loop of links, no permission
+        return None
+
+
+class _FolderWalk:
+    """Lists the image files under the class folders, following links but never entering a folder twice.
+
+    The app's own walk rather than torchvision's ``make_dataset``: its ``os.walk(followlinks=True)`` goes
+    round a link like ``up -> ..`` until the path is too long, counting the same files thousands of times.
+    The real folders of every class are walked first and links after, so a link into a folder that is
+    already part of the dataset (a sibling class, the root) adds nothing, and a file reached by several
+    paths counts once, under the class where it really lies. Broken links with an image extension are
+    listed, so the check reports them as bad files; other broken links are not worth a mention.
+    """
+
+    def __init__(self, control: Control | None) -> None:
+        self.control = control
+        self.entries = 0
+        self.visited: set[_Identity] = set()
+        self.links: list[tuple[int, int, str]] = []  # (part, label, path) of links met in real folders
+        self.found: list[_Found] = []
+        self.ignored: list[Path] = []
+        self.unreadable: list[tuple[str, str]] = []  # (folder, reason) of folders that cannot be listed
+
+    def run(
+        self, root: Path, parts: Sequence[tuple[Path, dict[str, str]]], class_names: Sequence[str]
+    ) -> tuple[list[list[Sample]], list[Path]]:
+        """Samples per searched folder in sorted order, and the non-image files passed over."""
+        report(self.control, ScanProgress(0, 0, "listing"))
+        checkpoint(self.control)
+        for top in (root, *(top for top, _ in parts)):
+            self._first_visit(_stat(str(top)))  # never walked as part of a class, even through a link
+        for part, (top, folders) in enumerate(parts):
+            for label, name in enumerate(class_names):
+                if name not in folders:
+                    continue
+                path = str(top / folders[name])
+                if os.path.islink(path):  # a class folder kept elsewhere: a link like any other
+                    self.links.append((part, label, path))
+                elif self._first_visit(_stat(path)):
+                    self._walk([path], part, label, via_link=False)
+        for part, label, path in sorted(self.links):
+            pending: list[str] = []
+            self._add(path, part, label, True, pending)
+            self._walk(pending, part, label, via_link=True)
+        report(self.control, ScanProgress(self.entries, self.entries, "listing"))
+        return self._samples(len(parts)), sorted(self.ignored)
+
+    def _first_visit(self, st: os.stat_result | None) -> bool:
+        if st is None or (st.st_dev, st.st_ino) in self.visited:
+            return False
+        self.visited.add((st.st_dev, st.st_ino))
+        return True
+
+    def _walk(self, pending: list[str], part: int, label: int, *, via_link: bool) -> None:
+        while pending:
+            folder = pending.pop()
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                self.unreadable.append((folder, exc.strerror or str(exc)))
+                continue
+            subfolders: list[str] = []
+            for entry in entries:
+                self.entries += 1
+                if self.entries % _LIST_REPORT_EVERY == 0:
+                    report(self.control, ScanProgress(self.entries, 0, "listing"))
+                    checkpoint(self.control)  # after the report, so a cancel sent from it acts at once
+                if _is_hidden(entry.name):
+                    continue
+                if not via_link and entry.is_symlink():
+                    self.links.append((part, label, entry.path))  # followed once every real folder is known
+                    continue
+                self._add(entry.path, part, label, via_link, subfolders)
+            pending.extend(reversed(subfolders))  # depth first, in name order
+
+    def _add(self, path: str, part: int, label: int, via_link: bool, pending: list[str]) -> None:
+        st = _stat(path)
+        folder, name = os.path.split(path)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            if self._first_visit(st):
+                pending.append(path)
+        elif is_image_file(name):
+            identity = (st.st_dev, st.st_ino) if st is not None else None
+            self.found.append(_Found(via_link, part, label, folder, name, identity))
+        elif st is not None and stat.S_ISREG(st.st_mode):
+            self.ignored.append(Path(path))
+
+    def _samples(self, n_parts: int) -> list[list[Sample]]:
+        """Each file once: a real path before a link, then the first in sorted order (train before val)."""
+        seen: set[_Identity] = set()
+        kept: list[_Found] = []
+        for f in sorted(self.found, key=lambda f: f[:5]):
+            if f.identity is not None:
+                if f.identity in seen:
+                    continue
+                seen.add(f.identity)
+            kept.append(f)
+        # class by class, folder by folder, name by name: the order torchvision's make_dataset gives
+        kept.sort(key=lambda f: (f.part, f.label, f.folder, f.name))
+        samples: list[list[Sample]] = [[] for _ in range(n_parts)]
+        for f in kept:
+            samples[f.part].append((os.path.join(f.folder, f.name), f.label))
+        return samples
 
 
 def _split_dirs(root: Path) -> tuple[Path, Path] | None:
-    subdirs = {e.name.lower(): Path(e.path) for e in os.scandir(root) if e.is_dir()}
+    with os.scandir(root) as entries:
+        subdirs = {e.name.lower(): Path(e.path) for e in entries if _is_dir(e)}
     train = next((subdirs[n] for n in _TRAIN_NAMES if n in subdirs), None)
     val = next((subdirs[n] for n in _VAL_NAMES if n in subdirs), None)
     if train is not None and val is not None:
@@ -283,29 +436,30 @@ def scan_dataset(
     if not (0.0 < val_fraction < 1.0):
         raise DatasetError(f"The validation fraction must be between 0 and 1, not {val_fraction}.")
 
-    split = _split_dirs(root)
-    if split is not None:
-        train_dir, val_dir = split
-        class_names = _class_folders(train_dir)
-        val_only = [c for c in _class_folders(val_dir) if c not in class_names]
-        if val_only:
-            raise DatasetError(
-                f"The validation folder has classes that the training folder {train_dir} lacks: "
-                f"{', '.join(val_only)}. A model cannot learn a class it never sees in training."
-            )
-        layout = "train-val"
-    else:
-        class_names = _class_folders(root)
-        layout = "class-folders"
+    try:
+        split = _split_dirs(root)
+        if split is not None:
+            train_dir, val_dir = split
+            parts = [(train_dir, _class_folders(train_dir)), (val_dir, _class_folders(val_dir))]
+            class_names = list(parts[0][1])
+            val_only = [c for c in parts[1][1] if c not in parts[0][1]]
+            if val_only:
+                raise DatasetError(
+                    f"The validation folder has classes that the training folder {train_dir} lacks: "
+                    f"{', '.join(val_only)}. A model cannot learn a class it never sees in training."
+                )
+            layout = "train-val"
+        else:
+            parts = [(root, _class_folders(root))]
+            class_names = list(parts[0][1])
+            layout = "class-folders"
+    except OSError as exc:
+        raise DatasetError(f"The folder {root} cannot be read ({exc.strerror or exc}).") from exc
     _check_classes(root, class_names)
 
-    if layout == "train-val":
-        train_all, ignored = _find_files(train_dir, class_names)
-        val_all, ignored_val = _find_files(val_dir, class_names)
-        ignored += ignored_val
-    else:
-        train_all, ignored = _find_files(root, class_names)
-        val_all = []
+    walk = _FolderWalk(control)
+    found, ignored = walk.run(root, parts, class_names)
+    train_all, val_all = found[0], (found[1] if layout == "train-val" else [])
 
     candidates = [(s, "train") for s in train_all] + [(s, "val") for s in val_all]
     if not candidates:
@@ -329,7 +483,10 @@ def scan_dataset(
             good_val.append((path, label))
     report(control, ScanProgress(len(candidates), len(candidates)))
 
-    warn: list[str] = []
+    warn = [
+        f"The folder {folder} cannot be read ({why}); its images were not counted."
+        for folder, why in walk.unreadable
+    ]
     if layout == "class-folders":
         _check_counts(root, class_names, good_train, bad, min_per_class, "")
         train, val = stratified_split(good_train, len(class_names), val_fraction, seed)

@@ -7,6 +7,8 @@ the CLI can show it as it is and go on.
 from __future__ import annotations
 
 import os
+import stat
+import struct
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -22,6 +24,10 @@ SUPPORTED_FORMATS_TEXT = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 # 40 megapixels is larger than any phone photo and still fits comfortably in memory three times over;
 # a "decompression bomb" (tiny file, gigantic canvas) is refused before its pixels are decoded.
 DEFAULT_MAX_PIXELS = 40_000_000
+# Real photos and panoramas stay under about 10:1 (a full 360° phone panorama is 6-9:1). A thinner strip,
+# 1×40000 say, passes the pixel limit but resizing its short side to 224 would ask for gigabytes.
+# At 20:1 that resize stays near one megapixel.
+MAX_ASPECT_RATIO = 20
 
 _BACKGROUND = (255, 255, 255)  # transparent pixels are shown over white, as image viewers do
 
@@ -51,6 +57,31 @@ class LoadedImage:
         w, h = self.size
         kind = "grayscale" if self.pixels.ndim == 2 else "RGB"
         return f"{self.path.name} — {w}×{h} {kind} ({self.format}, {self.original_mode})"
+
+
+def check_dimensions(width: int, height: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """None when a ``width``×``height`` image is safe to decode and resize, else the reason it is not.
+
+    The one size rule of the app: :func:`open_image` applies it before decoding any pixels, and the dataset
+    scan applies it to every file's header.
+    """
+    if width <= 0 or height <= 0:
+        return "the image has no pixels (0 width or height)"
+    if width * height > max_pixels:
+        return (
+            f"the image is {width}×{height} = {width * height / 1e6:.0f} megapixels, more than the "
+            f"{max_pixels / 1e6:.0f} megapixel limit (a decompression bomb or an unusually large scan); "
+            "scale it down first"
+        )
+    long, short = max(width, height), min(width, height)
+    if long > MAX_ASPECT_RATIO * short:
+        ratio = long / short
+        shown = f"{ratio:.0f}" if ratio >= 100 or ratio.is_integer() else f"{ratio:.1f}"
+        return (
+            f"the image is {width}×{height}, an aspect ratio of {shown}:1, beyond the {MAX_ASPECT_RATIO}:1 "
+            "limit (a strip this thin would need gigabytes once resized for a model); crop it first"
+        )
+    return None
 
 
 def _sniff_non_image(head: bytes) -> str | None:
@@ -108,12 +139,20 @@ def open_image(
 ) -> LoadedImage:
     """Load ``path`` as uint8 RGB (or L with ``gray=True``), EXIF-rotated, first frame of animations."""
     path = Path(path)
-    if not path.exists():
-        raise ImageLoadError(path, "the file does not exist")
-    if path.is_dir():
-        raise ImageLoadError(path, "it is a folder, not an image file")
     try:
-        size = path.stat().st_size
+        info = os.stat(path)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise ImageLoadError(path, f"it is a link to {_link_target(path)}, which does not exist") from exc
+        if isinstance(exc, FileNotFoundError):
+            raise ImageLoadError(path, "the file does not exist") from exc
+        raise ImageLoadError(path, f"the file cannot be read ({exc.strerror or exc})") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageLoadError(path, "it is a folder, not an image file")
+    if not stat.S_ISREG(info.st_mode):  # opening a named pipe would wait forever for a writer
+        raise ImageLoadError(path, "it is not a regular file (a pipe, socket or device), so not an image")
+    size = info.st_size
+    try:
         with open(path, "rb") as fh:
             head = fh.read(1024)
     except OSError as exc:
@@ -124,19 +163,16 @@ def open_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns about damaged metadata it skips; the outcome here is an image or an ImageLoadError.
+            warnings.simplefilter("ignore", UserWarning)
             im = Image.open(path)
             with im:
                 fmt = im.format or path.suffix.lstrip(".").upper()
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise ImageLoadError(
-                        path,
-                        f"the image is {w}×{h} = {w * h / 1e6:.0f} megapixels, more than the "
-                        f"{max_pixels / 1e6:.0f} megapixel limit (a decompression bomb or an unusually "
-                        "large scan); scale it down first",
-                    )
-                if getattr(im, "n_frames", 1) > 1:
-                    im.seek(0)
+                reason = check_dimensions(*im.size, max_pixels=max_pixels)
+                if reason is not None:
+                    raise ImageLoadError(path, reason)
+                # Pillow opens at the first frame. Not asking n_frames: for a TIFF it parses every page,
+                # and a damaged later page would then fail a good first one.
                 original_mode = im.mode
                 im.load()
                 im = ImageOps.exif_transpose(im) or im
@@ -158,12 +194,20 @@ def open_image(
         else:
             reason = f"the image data cannot be decoded ({text})"
         raise ImageLoadError(path, reason) from exc
-    except (ValueError, SyntaxError, EOFError, MemoryError) as exc:
-        # Pillow's plugins signal some malformed headers with these.
+    except (ValueError, TypeError, IndexError, struct.error, SyntaxError, EOFError, MemoryError) as exc:
+        # Pillow's plugins signal malformed headers and tags with these (Image.open itself treats
+        # SyntaxError, IndexError, TypeError and struct.error as "not this format").
         raise ImageLoadError(path, f"the file is damaged or malformed ({exc})") from exc
     if pixels.size == 0:
         raise ImageLoadError(path, "the image has no pixels (0 width or height)")
     return LoadedImage(pixels=pixels, path=path, format=fmt, original_mode=original_mode)
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return str(os.readlink(path))
+    except OSError:
+        return "a missing place"
 
 
 def load_image(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from cnn_explorer.core.images import (
+    MAX_ASPECT_RATIO,
     ImageLoadError,
+    check_dimensions,
     default_sample,
     load_image,
     open_image,
@@ -166,6 +169,49 @@ def test_decompression_bomb_refused_before_decoding(tmp_path):
     with pytest.raises(ImageLoadError, match="megapixel") as info:
         open_image(tmp_path / "big.png", max_pixels=1_000_000)
     assert "big.png" in str(info.value)
+
+
+@pytest.mark.parametrize(("w", "h"), [(1, 40000), (40000, 1), (3000, 100)])
+def test_extreme_aspect_ratio_refused_before_decoding(tmp_path, w, h):
+    buf = io.BytesIO()
+    Image.new("L", (w, h), 90).save(buf, "PNG")
+    path = tmp_path / "strip.png"
+    path.write_bytes(buf.getvalue()[:-40])  # damaged pixel data: decoding would say "truncated"
+    message = _message(path)
+    ratio = max(w, h) // min(w, h)
+    assert f"{w}×{h}" in message and f"{ratio}:1" in message and f"{MAX_ASPECT_RATIO}:1 limit" in message
+    assert "truncated" not in message
+
+
+def test_panorama_and_limit_ratio_images_load(tmp_path):
+    for w, h in [(1000, 100), (MAX_ASPECT_RATIO * 10, 10), (10, MAX_ASPECT_RATIO * 10)]:
+        Image.new("RGB", (w, h), (1, 2, 3)).save(tmp_path / "pano.png")
+        assert open_image(tmp_path / "pano.png").size == (w, h)
+
+
+def test_check_dimensions_is_the_size_rule():
+    assert check_dimensions(4032, 3024) is None
+    assert check_dimensions(MAX_ASPECT_RATIO * 7, 7) is None
+    assert "21:1" in check_dimensions(21 * 7, 7)
+    assert "40000:1" in check_dimensions(1, 40000)
+    assert "81 megapixels, more than the 40 megapixel limit" in check_dimensions(9000, 9000)
+    assert "1 megapixel limit" in check_dimensions(2000, 1000, max_pixels=1_000_000)
+    assert "no pixels" in check_dimensions(0, 10)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX thing")
+def test_named_pipe_is_refused_without_waiting(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")  # reading it would block until some writer opens it
+    assert "not a regular file" in _message(tmp_path / "pipe.png")
+
+
+def test_broken_link_names_its_target(tmp_path):
+    try:
+        (tmp_path / "photo.jpg").symlink_to(tmp_path / "moved-away.jpg")
+    except OSError:
+        pytest.skip("this system does not let us make symbolic links")
+    message = _message(tmp_path / "photo.jpg")
+    assert "link" in message and "moved-away.jpg" in message and "does not exist" in message
 
 
 def test_to_gray_matches_pillow():
