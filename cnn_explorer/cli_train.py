@@ -3,8 +3,13 @@
 ``cli.py`` calls :func:`register` with its subparsers; each command sets ``func`` to a function that takes the
 parsed arguments and returns the process exit code:
 
-- 0 success; 1 training diverged or failed, or an image could not be read by ``predict``;
-- 2 unusable input (dataset, settings, run folder, model); 130 stopped with Ctrl+C (checkpoint kept).
+- 0 success; 1 training diverged or failed (a disk that filled up included), or an image could not be read
+  by ``predict``;
+- 2 unusable input (dataset, settings, a run folder that cannot be written, model); 130 stopped with Ctrl+C
+  (checkpoint kept).
+
+On a terminal ``finetune`` shows tqdm bars; into a log (stderr not a terminal) it writes plain lines, one per
+epoch and a progress line at most every PLAIN_PROGRESS_EVERY_S seconds, without carriage returns.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import argparse
 import math
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +28,7 @@ from tqdm import tqdm
 from cnn_explorer.core import zoo
 from cnn_explorer.core.control import Cancelled, Control
 from cnn_explorer.core.data import Augmentation, DatasetError, DatasetScan, ScanProgress, scan_dataset
-from cnn_explorer.core.runs import RunDirError, new_run_dir
+from cnn_explorer.core.runs import RunDirError, RunWriteError, check_new_run_folder, new_run_dir
 from cnn_explorer.core.training import (
     OPTIMIZERS,
     SCHEDULES,
@@ -44,6 +50,7 @@ from cnn_explorer.core.training import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+PLAIN_PROGRESS_EVERY_S = 10.0  # without a terminal: a progress line at most this often
 _INPUT_ERRORS = (DatasetError, ConfigError, RunDirError, zoo.ModelLoadError)
 
 
@@ -102,6 +109,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("images", metavar="IMAGE", nargs="+", type=Path)
     q.add_argument("--top-k", type=int, default=5)
     q.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    q.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow a TorchScript model file: it is a program and runs its own code when opened",
+    )
     q.set_defaults(func=run_predict)
 
 
@@ -171,12 +183,16 @@ def run_finetune(args: argparse.Namespace) -> int:
                 return EXIT_BAD_INPUT
             config = _config_from_args(args)
             config.validate()
+            out = args.out or new_run_dir(Path("runs"), config.model, config.strategy)
+            check_new_run_folder(out)  # an unwritable folder is refused before the scan, not after it
             scan = _scan(config, args.quiet)
             print(scan.summary())
-            out = args.out or new_run_dir(Path("runs"), config.model, config.strategy)
             events = fit(config, out, scan=scan, control=control)
         with _ctrl_c_cancels(control):
             return _drive(events, args.quiet)
+    except RunWriteError as exc:  # the run had started: it failed (disk full), the input was fine
+        print(f"error: {exc}", file=err)
+        return EXIT_FAILED
     except _INPUT_ERRORS as exc:
         print(f"error: {exc}", file=err)
         return EXIT_BAD_INPUT
@@ -185,14 +201,38 @@ def run_finetune(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
 
 
+def _is_terminal(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
+
+
 def _scan(config: TrainConfig, quiet: bool) -> DatasetScan:
-    bar = None if quiet else tqdm(desc="Checking images", unit="img", leave=False, file=sys.stderr)
+    live = not quiet and _is_terminal(sys.stderr)
+    bar = tqdm(desc="Checking images", unit="img", leave=False, file=sys.stderr) if live else None
+    last_line = time.monotonic()
 
     def progress(event: object) -> None:
-        if bar is not None and isinstance(event, ScanProgress):
-            bar.total = event.total
+        nonlocal last_line
+        if quiet or not isinstance(event, ScanProgress):
+            return
+        # while the folders are walked (phase "listing") the total is not known: show a count of entries
+        listing = getattr(event, "phase", "checking") == "listing"
+        if bar is not None:
+            bar.set_description("Listing folders" if listing else "Checking images", refresh=False)
+            bar.unit = "entry" if listing else "img"
+            bar.total = None if listing or not event.total else event.total
             bar.n = event.done
             bar.refresh()
+        elif time.monotonic() - last_line >= PLAIN_PROGRESS_EVERY_S:
+            last_line = time.monotonic()
+            text = (
+                f"Listing folders: {event.done} entries"
+                if listing
+                else f"Checking images: {event.done}/{event.total}"
+            )
+            print(text, file=sys.stderr, flush=True)
 
     control = Control(report=progress)
     try:
@@ -209,6 +249,8 @@ def _drive(events, quiet: bool) -> int:
     """Consume training events: progress bar, one line per epoch, the final report."""
     bar: tqdm | None = None
     out = sys.stdout
+    live = not quiet and _is_terminal(sys.stderr)  # a log gets lines, not a bar redrawn with \r
+    last_line = time.monotonic()
     try:
         while True:
             try:
@@ -223,7 +265,7 @@ def _drive(events, quiet: bool) -> int:
                     f"{ev.n_train} training / {ev.n_val} validation images\nStarting weights: {ev.weights}",
                     file=out,
                 )
-                if not quiet:
+                if live:
                     done = ev.start_epoch * ev.steps_per_epoch + ev.start_step
                     bar = tqdm(
                         total=ev.total_steps, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True
@@ -238,6 +280,14 @@ def _drive(events, quiet: bool) -> int:
                         refresh=False,
                     )
                     bar.update(ev.global_step - bar.n)
+                elif not quiet and time.monotonic() - last_line >= PLAIN_PROGRESS_EVERY_S:
+                    last_line = time.monotonic()
+                    print(
+                        f"epoch {ev.epoch}: step {ev.step}/{ev.steps_per_epoch}, loss {ev.loss:.3f}, "
+                        f"{ev.images_per_s:.0f} img/s, about {_duration(ev.eta_s)} left",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             elif isinstance(ev, ValidationStep):
                 if bar is not None:
                     bar.set_description(f"epoch {ev.epoch} validating {ev.step}/{ev.steps}")
@@ -252,6 +302,7 @@ def _drive(events, quiet: bool) -> int:
                 ]
                 line = " | ".join(parts)
                 _write(line, bar, out)
+                last_line = time.monotonic()
             elif isinstance(ev, (Notice, FileSkipped)):
                 text = ev.message if isinstance(ev, Notice) else f"skipped unreadable {ev.path}: {ev.reason}"
                 _write(f"note: {text}", bar, sys.stderr)
@@ -275,7 +326,13 @@ def _write(line: str, bar: tqdm | None, stream) -> None:
     if bar is not None:
         tqdm.write(line, file=stream)
     else:
-        print(line, file=stream)
+        print(line, file=stream, flush=True)  # a log being followed sees each epoch as it ends
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds)) if math.isfinite(seconds) else 0
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
 def _per_class_table(names: list[str], acc) -> str:
@@ -287,7 +344,7 @@ def _per_class_table(names: list[str], acc) -> str:
 def run_predict(args: argparse.Namespace) -> int:
     try:
         if args.run_dir.is_file():
-            loaded = zoo.load_model_file(args.run_dir)
+            loaded = zoo.load_model_file(args.run_dir, trust_code=args.trust_code)
         else:
             loaded = load_run_model(args.run_dir, which=args.checkpoint)
     except (RunDirError, zoo.ModelLoadError) as exc:
@@ -296,6 +353,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         print("error: --top-k must be at least 1", file=sys.stderr)
         return EXIT_BAD_INPUT
+    for note in loaded.notes:  # e.g. the class names came from the run folder, or are missing
+        print(f"note: {note}", file=sys.stderr)
     results = predict_files(loaded, args.images, top_k=args.top_k)
     width = max(len(c) for c in loaded.categories)
     failed = 0

@@ -5,6 +5,7 @@ One folder per run::
     config.json        the settings (a TrainConfig as a dict) — enough to repeat or resume the run
     dataset.json       the classes and the exact train/val split (paths relative to the dataset root)
     summary.json       status (running / finished / stopped / diverged / failed), message, final numbers
+    run.lock           while a process trains the run: its PID, host and start time (removed at the end)
     metrics.csv        one row per epoch: losses, accuracies, learning rate, speed
     steps.csv          one row per training step: loss and learning rate
     best.pt, last.pt   checkpoints (zoo.save_checkpoint: weights + class names + architecture + preprocessing)
@@ -12,18 +13,28 @@ One folder per run::
     misclassified.csv  validation images the best epoch got wrong: path, true, predicted, confidence
     val_predictions.csv  the same for every readable validation image (for "show the images of a cell")
 
-Every JSON file and checkpoint is written to a temporary name and renamed, so a crash leaves the previous
-good version in place. The CSV logs are appended row by row and trimmed on resume.
+Every JSON file and checkpoint is written to a temporary name (``.<name>.<pid>....tmp``) and renamed, so a
+crash leaves the previous good version in place. The CSV logs are appended row by row and trimmed on resume.
+Every file is created like ``open()`` creates one, so all of them get the same permissions (the umask's).
+
+A summary that says "running" while no live process holds run.lock belongs to a run that was killed: it is
+read as "interrupted" (resumable from last.pt). A failed write raises :class:`RunWriteError` whose
+``problem`` says whether the disk is full or the folder not writable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import enum
+import errno
 import json
 import os
-import tempfile
+import re
+import secrets
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -40,12 +51,79 @@ LAST_CHECKPOINT = "last.pt"
 CONFUSION_FILE = "confusion.csv"
 MISCLASSIFIED_FILE = "misclassified.csv"
 PREDICTIONS_FILE = "val_predictions.csv"
+LOCK_FILE = "run.lock"
 
-STATUSES = ("running", "finished", "stopped", "diverged", "failed")
+# "interrupted" is never written: it is how a "running" summary reads once its process is gone.
+STATUSES = ("running", "finished", "stopped", "diverged", "failed", "interrupted")
+
+# A temporary file of a write in progress: .<name>.<pid>[.<random>].tmp (zoo.save_checkpoint's has no random
+# part). The PID tells whether its writer is still alive.
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)(?:\.\w+)?\.tmp$")
+
+
+class WriteProblem(enum.Enum):
+    """Why a run file could not be written."""
+
+    DISK_FULL = "disk-full"
+    NOT_WRITABLE = "not-writable"  # permissions or a read-only file system
+    OTHER = "write-failed"
+
+    @classmethod
+    def of(cls, exc: OSError) -> WriteProblem:
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return cls.DISK_FULL
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return cls.NOT_WRITABLE
+        return cls.OTHER
 
 
 class RunDirError(Exception):
-    """A run directory cannot be created, read or resumed; ``str(err)`` says why."""
+    """A run directory cannot be created, read or resumed; ``str(err)`` says why.
+
+    ``problem`` is set when the folder cannot be written (the same message otherwise names the problem).
+    """
+
+    def __init__(self, message: str, problem: WriteProblem | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem  # kept in __dict__, so it survives pickling to the window's process
+
+
+class RunWriteError(RunDirError):
+    """Writing a file of a live run failed (disk full, folder made read-only): the run failed, its input
+    was fine. Raised by RunDir's writers and by training; ``problem`` is always set."""
+
+    def __init__(self, message: str, problem: WriteProblem = WriteProblem.OTHER) -> None:
+        super().__init__(message, problem)
+
+
+def write_error(exc: OSError, path: Path) -> RunWriteError:
+    """The RunWriteError for an OSError met while writing ``path``."""
+    problem = WriteProblem.of(exc)
+    reason = exc.strerror or str(exc)
+    if problem is WriteProblem.DISK_FULL:
+        return RunWriteError(f"Disk full: cannot write {path.name} in {path.parent} ({reason}).", problem)
+    return RunWriteError(f"Cannot write {path.name} in {path.parent}: {reason}.", problem)
+
+
+def _folder_error(exc: OSError, folder: Path) -> RunDirError:
+    problem = WriteProblem.of(exc)
+    reason = exc.strerror or str(exc)
+    if problem is WriteProblem.DISK_FULL:
+        text = f"The disk holding the run folder {folder} is full ({reason}); free some space or choose "
+        return RunDirError(text + "another folder.", problem)
+    return RunDirError(
+        f"Cannot write in the run folder {folder} ({reason}); choose a folder you can write to.",
+        problem if problem is not WriteProblem.OTHER else WriteProblem.NOT_WRITABLE,
+    )
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """OSErrors of a write become RunWriteError naming the file."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_error(exc, path) from exc
 
 
 @dataclass
@@ -101,6 +179,7 @@ class RunSummary:
     started: float = 0.0  # time.time()
     updated: float = 0.0
     seconds: float = 0.0  # training time so far, summed over resumes
+    failure: str = ""  # for status "failed" by a write: a WriteProblem value ("disk-full", ...)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,30 +199,121 @@ class RunSummary:
 # -- writing -----------------------------------------------------------------------------------------------
 
 
-def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
-    """JSON to a temporary file in the same folder, then renamed over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _new_temp(path: Path) -> tuple[int, Path]:
+    """Create ``.<name>.<pid>.<random>.tmp`` next to ``path``, as open() would: mode 0o666 less the umask
+    (tempfile.mkstemp makes 0o600, which left the JSON files of a run unlike its checkpoints)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = _new_temp(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, allow_nan=False)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """JSON to a temporary file in the same folder, then renamed over ``path``."""
+    _write_bytes_atomic(Path(path), json.dumps(data, indent=2, allow_nan=False).encode("utf-8"))
+
+
 def _write_text_atomic(path: Path, rows: Sequence[Sequence[Any]]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _new_temp(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             csv.writer(fh).writerows(rows)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _overwrite_in_place(path: Path, data: bytes) -> None:
+    """Last resort on a full disk: rewrite an existing small file in the blocks it already has."""
+    with open(path, "r+b") as fh:
+        fh.write(data)
+        fh.truncate()
+        fh.flush()
+        with contextlib.suppress(OSError):
+            os.fsync(fh.fileno())
+
+
+# -- which process trains a run --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunLock:
+    """run.lock: the process training a run."""
+
+    pid: int
+    host: str
+    started: float
+    proc_start: int | None = None  # the process's start time in clock ticks (Linux), to tell a reused PID
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in ticks) from /proc, or None where there is no /proc."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    rest = text[text.rfind(")") + 2 :].split()  # the command name may hold spaces and parentheses
+    try:
+        return rest[0], int(rest[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _windows_pid_alive(pid: int) -> bool:
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return ctypes.GetLastError() == 5  # access denied: it exists  # type: ignore[attr-defined]
+    try:
+        code = ctypes.c_ulong()
+        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        return code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID runs on this computer (a zombie counts as ended)."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":
+        return _windows_pid_alive(pid)  # os.kill(pid, 0) would terminate it there
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # another user's process
+    except OSError:
+        return False
+    stat = _proc_stat(pid)
+    return stat is None or stat[0] not in ("Z", "X")
+
+
+def _lock_alive(lock: RunLock) -> bool:
+    if lock.host != socket.gethostname():
+        return True  # another computer's process (a shared folder): it cannot be checked from here
+    if not pid_alive(lock.pid):
+        return False
+    stat = _proc_stat(lock.pid)
+    return lock.proc_start is None or stat is None or stat[1] == lock.proc_start
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -174,32 +344,139 @@ class RunDir:
     def last_checkpoint(self) -> Path:
         return self.path / LAST_CHECKPOINT
 
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK_FILE
+
     def exists(self) -> bool:
         return (self.path / CONFIG_FILE).is_file()
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], config: dict[str, Any], dataset: dict[str, Any]) -> RunDir:
-        """Make a new run folder; refuse one that already holds a run or other files."""
-        run = cls(path)
-        if run.path.exists() and not run.path.is_dir():
-            raise RunDirError(f"{run.path} is a file; choose a folder for the run.")
-        if run.path.is_dir() and any(run.path.iterdir()):
-            what = "a run" if run.exists() else "other files"
-            raise RunDirError(f"{run.path} already holds {what}; choose a new folder (or resume that run).")
+        """Make a new run folder; refuse one that already holds a run or other files, or cannot be written."""
+        run = cls(check_new_run_folder(path))
         try:
             run.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RunDirError(f"Cannot create the run folder {run.path}: {exc.strerror or exc}") from exc
-        run.write_config(config)
-        write_json_atomic(run.path / DATASET_FILE, dataset)
-        with open(run.path / METRICS_FILE, "w", newline="", encoding="utf-8") as fh:
-            csv.writer(fh).writerow([f.name for f in fields(EpochMetrics)])
-        with open(run.path / STEPS_FILE, "w", newline="", encoding="utf-8") as fh:
-            csv.writer(fh).writerow(["epoch", "step", "global_step", "loss", "lr"])
+        run.check_writable()
+        try:
+            run.write_config(config)
+            with _writing(run.path / DATASET_FILE):
+                write_json_atomic(run.path / DATASET_FILE, dataset)
+            with _writing(run.path / METRICS_FILE), open(run.path / METRICS_FILE, "w", newline="") as fh:
+                csv.writer(fh).writerow([f.name for f in fields(EpochMetrics)])
+            with _writing(run.path / STEPS_FILE), open(run.path / STEPS_FILE, "w", newline="") as fh:
+                csv.writer(fh).writerow(["epoch", "step", "global_step", "loss", "lr"])
+        except RunWriteError as exc:
+            raise RunDirError(str(exc), exc.problem) from exc  # nothing has run: the folder is unusable
         return run
 
+    def check_writable(self) -> None:
+        """RunDirError (with ``problem``) unless a file can be created and written in the folder: checked
+        when a run is created or resumed, not after its first epoch."""
+        try:
+            fd, tmp = _new_temp(self.path / ".write-test")
+            try:
+                os.write(fd, b"ok")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                tmp.unlink(missing_ok=True)
+        except OSError as exc:
+            raise _folder_error(exc, self.path) from exc
+
+    # -- the process training the run ------------------------------------------------------------------
+    def lock_holder(self) -> RunLock | None:
+        """Who holds run.lock (alive or not); None without one or for an unreadable one."""
+        try:
+            d = json.loads(self.lock_file.read_text(encoding="utf-8"))
+            return RunLock(int(d["pid"]), str(d["host"]), float(d["started"]), d.get("proc_start"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def is_live(self) -> bool:
+        """Whether a running process holds this run's lock."""
+        holder = self.lock_holder()
+        return holder is not None and _lock_alive(holder)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold run.lock while training: RunDirError if another live process holds it; a stale lock (its
+        process was killed) is taken over. Removed on leaving, however the run ends."""
+        pid = os.getpid()
+        stat = _proc_stat(pid)
+        mine = {"pid": pid, "host": socket.gethostname(), "started": time.time()}
+        data = json.dumps({**mine, "proc_start": stat[1] if stat else None}).encode("utf-8")
+        for _ in range(3):
+            try:
+                self._create_lock(data)
+                break
+            except FileExistsError:
+                holder = self.lock_holder()
+                if holder is not None and _lock_alive(holder):
+                    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(holder.started))
+                    raise RunDirError(
+                        f"{self.path} is in use: process {holder.pid} on {holder.host} has been training it "
+                        f"since {since}. Wait for it to end or stop it first."
+                    ) from None
+                with contextlib.suppress(FileNotFoundError):
+                    self.lock_file.unlink()  # left by a process that was killed
+            except OSError as exc:
+                raise _folder_error(exc, self.path) from exc
+        else:
+            raise RunDirError(f"Cannot take {self.lock_file}: other processes keep replacing it.")
+        try:
+            yield
+        finally:
+            holder = self.lock_holder()
+            if holder is not None and holder.pid == pid:
+                with contextlib.suppress(OSError):
+                    self.lock_file.unlink()
+
+    def _create_lock(self, data: bytes) -> None:
+        """run.lock with its content, or FileExistsError: linked from a complete temporary file, so a reader
+        never sees it half written."""
+        fd, tmp = _new_temp(self.lock_file)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            try:
+                os.link(tmp, self.lock_file)
+                return
+            except FileExistsError:
+                raise
+            except OSError:
+                pass  # a file system without hard links: create it exclusively instead
+            fd = os.open(self.lock_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Delete the temporary files of writes whose process has ended (a killed checkpoint write)."""
+        removed: list[Path] = []
+        own = os.getpid()
+        try:
+            entries = list(self.path.iterdir())
+        except OSError:
+            return removed  # housekeeping only: an unreadable folder fails later, with a clear message
+        for entry in entries:
+            m = _TEMP_NAME.match(entry.name)
+            if m is None or not entry.is_file():
+                continue
+            pid = int(m.group(1))
+            if pid != own and not pid_alive(pid):
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed.append(entry)
+        return removed
+
+    # -- files -------------------------------------------------------------------------------------------
     def write_config(self, config: dict[str, Any]) -> None:
-        write_json_atomic(self.path / CONFIG_FILE, config)
+        with _writing(self.path / CONFIG_FILE):
+            write_json_atomic(self.path / CONFIG_FILE, config)
 
     def read_config(self) -> dict[str, Any]:
         return _read_json(self.path / CONFIG_FILE)
@@ -209,34 +486,74 @@ class RunDir:
 
     def write_summary(self, summary: RunSummary) -> None:
         summary.updated = time.time()
-        write_json_atomic(self.path / SUMMARY_FILE, summary.to_dict())
+        with _writing(self.path / SUMMARY_FILE):
+            write_json_atomic(self.path / SUMMARY_FILE, summary.to_dict())
+
+    def record_summary(self, summary: RunSummary) -> bool:
+        """write_summary for a run that is ending, whatever the disk says: on a full disk the old file is
+        overwritten in place (it needs no new blocks). False if even that failed."""
+        try:
+            self.write_summary(summary)
+            return True
+        except RunWriteError:
+            pass
+        try:
+            data = json.dumps(summary.to_dict(), indent=2, allow_nan=False).encode("utf-8")
+            _overwrite_in_place(self.path / SUMMARY_FILE, data)
+            return True
+        except OSError:
+            return False  # a reader then sees "running" without a live process: "interrupted"
 
     def read_summary(self) -> RunSummary:
+        """summary.json; "running" without a live process holding run.lock reads as "interrupted"."""
         try:
-            return RunSummary.from_dict(_read_json(self.path / SUMMARY_FILE))
+            summary = RunSummary.from_dict(_read_json(self.path / SUMMARY_FILE))
         except RunDirError:
+            if self.is_live():
+                return RunSummary(status="running", message="Starting…")
             return RunSummary(status="failed", message="summary.json is missing or damaged")
+        if summary.status != "running" or self.is_live():
+            return summary
+        # read again: the run may have ended between reading its summary and looking at its lock
+        with contextlib.suppress(RunDirError):
+            summary = RunSummary.from_dict(_read_json(self.path / SUMMARY_FILE))
+        if summary.status == "running":
+            summary.status = "interrupted"
+            summary.message = (
+                "The training process ended without saving its status (killed, or the computer stopped). "
+                + (
+                    "Resume the run to continue from last.pt."
+                    if self.last_checkpoint.is_file()
+                    else "Nothing was saved; start it again."
+                )
+            )
+        return summary
 
     def append_epoch(self, row: EpochMetrics) -> None:
-        with open(self.path / METRICS_FILE, "a", newline="", encoding="utf-8") as fh:
+        path = self.path / METRICS_FILE
+        with _writing(path), open(path, "a", newline="", encoding="utf-8") as fh:
             csv.writer(fh).writerow([getattr(row, f.name) for f in fields(EpochMetrics)])
 
     def append_steps(self, rows: Sequence[tuple[int, int, int, float, float]]) -> None:
         """Append (epoch, step, global_step, loss, lr) rows; called in small bunches to keep I/O cheap."""
         if rows:
-            with open(self.path / STEPS_FILE, "a", newline="", encoding="utf-8") as fh:
+            path = self.path / STEPS_FILE
+            with _writing(path), open(path, "a", newline="", encoding="utf-8") as fh:
                 csv.writer(fh).writerows(rows)
 
     def truncate_logs(self, epochs_done: int, global_step: int) -> None:
         """Drop log rows after the point a resumed run continues from (they were not kept in weights)."""
         epochs = [r for r in self.read_epochs() if r.epoch <= epochs_done]
-        _write_text_atomic(
-            self.path / METRICS_FILE,
-            [[f.name for f in fields(EpochMetrics)]]
-            + [[getattr(r, f.name) for f in fields(EpochMetrics)] for r in epochs],
-        )
+        with _writing(self.path / METRICS_FILE):
+            _write_text_atomic(
+                self.path / METRICS_FILE,
+                [[f.name for f in fields(EpochMetrics)]]
+                + [[getattr(r, f.name) for f in fields(EpochMetrics)] for r in epochs],
+            )
         steps = [r for r in self.read_steps() if r[2] <= global_step]
-        _write_text_atomic(self.path / STEPS_FILE, [["epoch", "step", "global_step", "loss", "lr"], *steps])
+        with _writing(self.path / STEPS_FILE):
+            header = ["epoch", "step", "global_step", "loss", "lr"]
+            _write_text_atomic(self.path / STEPS_FILE, [header, *steps])
 
     def read_epochs(self) -> list[EpochMetrics]:
         try:
@@ -277,7 +594,8 @@ class RunDir:
     def write_confusion(self, matrix: np.ndarray, class_names: Sequence[str]) -> None:
         rows: list[list[Any]] = [["true \\ predicted", *class_names]]
         rows += [[name, *(int(v) for v in matrix[i])] for i, name in enumerate(class_names)]
-        _write_text_atomic(self.path / CONFUSION_FILE, rows)
+        with _writing(self.path / CONFUSION_FILE):
+            _write_text_atomic(self.path / CONFUSION_FILE, rows)
 
     def read_confusion(self) -> tuple[np.ndarray, list[str]] | None:
         try:
@@ -304,7 +622,8 @@ class RunDir:
     def _write_predictions(path: Path, items: Sequence[ValPrediction]) -> None:
         rows: list[list[Any]] = [["path", "true", "predicted", "confidence"]]
         rows += [[m.path, m.true, m.predicted, f"{m.confidence:.4f}"] for m in items]
-        _write_text_atomic(path, rows)
+        with _writing(path):
+            _write_text_atomic(path, rows)
 
     @staticmethod
     def _read_predictions(path: Path) -> list[ValPrediction]:
@@ -385,6 +704,36 @@ def list_runs(parent: str | os.PathLike[str]) -> list[RunRecord]:
                 continue
     records.sort(key=lambda r: (r.summary.started, r.name), reverse=True)
     return records
+
+
+def check_new_run_folder(path: str | os.PathLike[str]) -> Path:
+    """Refuse, before any work is done, a folder that cannot receive a new run (RunDirError): a file, a
+    folder with files in it, or one that cannot be written. Creates nothing."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{path} is a file; choose a folder for the run.")
+    if path.is_dir():
+        try:
+            used = any(path.iterdir())
+        except OSError as exc:
+            raise _folder_error(exc, path) from exc
+        if used:
+            what = "a run" if RunDir(path).exists() else "other files"
+            raise RunDirError(f"{path} already holds {what}; choose a new folder (or resume that run).")
+        RunDir(path).check_writable()
+        return path
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise RunDirError(f"Cannot create the run folder {path}: {ancestor} is a file.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):  # also False on a read-only file system
+        raise RunDirError(
+            f"Cannot create the run folder {path}: {ancestor} is not writable; choose a folder you can "
+            "write to.",
+            WriteProblem.NOT_WRITABLE,
+        )
+    return path
 
 
 def new_run_dir(parent: str | os.PathLike[str], model: str, strategy: str) -> Path:

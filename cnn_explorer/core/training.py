@@ -7,7 +7,10 @@ runs it through ``qt.workers.start_job`` and the CLI with a tqdm bar; both call 
 
 Pause and cancel are cooperative (``control.checkpoint()`` before every step). A cancelled run, or one whose
 generator is closed, saves ``last.pt`` at the step it reached and can be resumed with :func:`resume`; a run
-whose loss becomes NaN or infinite stops with status "diverged" and keeps its last good checkpoint.
+whose loss becomes NaN, infinite or many times too large stops with status "diverged" and keeps its last
+good checkpoint. A file that cannot be written (disk full) stops the run with status "failed" and
+:class:`~cnn_explorer.core.runs.RunWriteError`; the previous checkpoint stays intact. While it trains, the
+process holds the run's lock file, so a run that was killed reads as "interrupted".
 
 Strategies follow the usual transfer-learning guide: the feature extractor trains only a new linear head on
 a frozen backbone (caching the backbone's embeddings, so epochs after the first cost only the head),
@@ -17,8 +20,10 @@ pretrained weights, "scratch" trains everything from random weights.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import shutil
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -44,12 +49,16 @@ from cnn_explorer.core.data import (
 )
 from cnn_explorer.core.images import ImageLoadError, open_image
 from cnn_explorer.core.runs import (
+    DATASET_FILE,
     EpochMetrics,
     Misclassified,
     RunDir,
     RunDirError,
     RunSummary,
+    RunWriteError,
     ValPrediction,
+    WriteProblem,
+    write_error,
 )
 
 STRATEGIES = ("feature-extractor", "fine-tune-top", "fine-tune-all", "scratch")
@@ -74,6 +83,16 @@ _DEFAULT_LR = {
 SMALL_DATASET_IMAGES = 5000
 _MAX_CACHE_BYTES = 2 * 1024**3  # embeddings beyond this are not kept in memory
 _STEP_LOG_EVERY = 20  # steps.csv rows are written in bunches
+# Divergence by scale, not only NaN: with few steps per epoch a huge learning rate ends the run before
+# the loss overflows. The baseline is the cross-entropy of an even guess, log(classes), which a new head
+# starts near (or the session's first loss, if higher). Measured on the animal silhouettes, runs that still
+# converge reach 28x it (a head at lr 0.1) and 280x (lr 1.0, 100x the default): a linear head's loss grows
+# with the scale of its weights before it settles. A blown-up run is at 10^7x after one step (lr 1e9).
+# Hence 1000x: for training, over a few steps in a row (one bad batch is not enough); for validation, once
+# an epoch, against the larger of the baseline and the previous validation loss, so slow overfitting never
+# counts. A validation loss that only rises is overfitting, not divergence, and is no reason to stop.
+_DIVERGE_FACTOR = 1000.0
+_DIVERGE_STEPS = 3
 
 
 class ConfigError(ValueError):
@@ -319,7 +338,8 @@ def fit(
     if not config.data:
         config = dataclasses.replace(config, data=str(scan.root))
     run = RunDir.create(run_dir, config.to_dict(), scan.to_dict())
-    summary = yield from _Trainer(run, config, scan, None, control).run()
+    with run.locked():
+        summary = yield from _Trainer(run, config, scan, None, control).run()
     return summary
 
 
@@ -330,7 +350,8 @@ def resume(
     lr: float | None = None,
     control: Control | None = None,
 ) -> Generator[TrainEvent, None, RunSummary]:
-    """Continue a stopped, diverged or finished run from its last.pt; ``epochs`` sets a new total."""
+    """Continue a stopped, interrupted, diverged, failed or finished run from its last.pt; ``epochs`` sets a
+    new total. RunDirError if another process trains it or the folder cannot be written."""
     run = RunDir(run_dir)
     if not run.exists():
         raise RunDirError(f"{run.path} is not a run directory (config.json is missing).")
@@ -345,15 +366,21 @@ def resume(
             f"{run.path} has no last.pt to resume from: the run stopped before saving anything. "
             "Start it again."
         )
-    state = zoo.read_checkpoint(run.last_checkpoint)
-    if int(state.get("epoch", 0)) >= config.epochs and int(state.get("step", 0)) == 0:
-        raise RunDirError(
-            f"The run in {run.path} has already done {state.get('epoch')} of {config.epochs} epochs; "
-            "give a larger number of epochs to continue it."
-        )
-    scan = DatasetScan.from_dict(run.read_dataset())
-    run.write_config(config.to_dict())
-    summary = yield from _Trainer(run, config, scan, state, control).run()
+    run.check_writable()
+    with run.locked():
+        run.remove_stale_temp_files()  # of a checkpoint write that was killed
+        state = zoo.read_checkpoint(run.last_checkpoint)
+        if int(state.get("epoch", 0)) >= config.epochs and int(state.get("step", 0)) == 0:
+            raise RunDirError(
+                f"The run in {run.path} has already done {state.get('epoch')} of {config.epochs} epochs; "
+                "give a larger number of epochs to continue it."
+            )
+        scan = DatasetScan.from_dict(run.read_dataset())
+        try:
+            run.write_config(config.to_dict())
+        except RunWriteError as exc:
+            raise RunDirError(str(exc), exc.problem) from exc  # nothing trained yet: the folder is unusable
+        summary = yield from _Trainer(run, config, scan, state, control).run()
     return summary
 
 
@@ -442,6 +469,10 @@ class _Trainer:
         self.best = (-1.0, float("inf"), 0)  # (val acc, val loss, epoch)
         self.session_start = time.time()
         self.prior_seconds = 0.0
+        self.saved_epoch: int | None = int(state["epoch"]) if state else None  # of the last good last.pt
+        self.loss_baseline: float | None = None  # see _DIVERGE_FACTOR
+        self.high_loss_steps = 0
+        self.prev_val_loss: float | None = None
 
     # -- setup --------------------------------------------------------------------------------------------
     def _setup(self) -> list[TrainEvent]:
@@ -471,14 +502,7 @@ class _Trainer:
             self.preprocess = zoo.Preprocess.from_dict(self.state["preprocess"])
             self.weights_detail = f"resumed from {self.run_dir.last_checkpoint}"
         else:
-            self.preprocess = loaded.preprocess
-            if cfg.image_size is not None and cfg.image_size != loaded.preprocess.crop:
-                ratio = loaded.preprocess.resize / loaded.preprocess.crop
-                self.preprocess = dataclasses.replace(
-                    loaded.preprocess,
-                    crop=cfg.image_size,
-                    resize=max(cfg.image_size, round(cfg.image_size * ratio)),
-                )
+            self.preprocess = _run_preprocess(loaded.preprocess, cfg.image_size)
         self.model.to(self.device)
 
         self.trainable, self._set_train_mode, note = _prepare_strategy(
@@ -559,11 +583,14 @@ class _Trainer:
             self.prior_seconds = float(st.get("seconds", 0.0))
             self._mark_known_bad()
             self.run_dir.truncate_logs(self.epoch_done, self.global_step)
+            earlier = self.run_dir.read_epochs()
+            if earlier and math.isfinite(earlier[-1].val_loss):
+                self.prev_val_loss = earlier[-1].val_loss
             self.summary = self.run_dir.read_summary()
         else:
             self.summary = RunSummary(started=time.time())
         s = self.summary
-        s.status, s.message, s.epochs = "running", "", cfg.epochs
+        s.status, s.message, s.failure, s.epochs = "running", "", "", cfg.epochs
         s.n_train, s.n_val, s.num_classes = n_train, n_val, len(self.class_names)
         s.bad_files = len(self.scan.bad_files) + len(self.skipped)
         s.device = str(self.device)
@@ -586,7 +613,30 @@ class _Trainer:
     # -- the run ------------------------------------------------------------------------------------------
     def run(self) -> Generator[TrainEvent, None, RunSummary]:
         try:
+            return (yield from self._run())
+        except RunWriteError as exc:
+            raise self._write_failed(exc) from exc
+
+    def _write_failed(self, exc: RunWriteError) -> RunWriteError:
+        """A run file could not be written: record it (as far as the disk allows), say what is kept."""
+        advice = {
+            WriteProblem.DISK_FULL: "Free some space, then resume the run.",
+            WriteProblem.NOT_WRITABLE: "Make the folder writable, then resume the run.",
+        }.get(exc.problem or WriteProblem.OTHER, "Resume the run once the problem is solved.")
+        message = f"{exc} Training stopped. {self._kept_text()} {advice}"
+        with contextlib.suppress(RunWriteError):
+            self._flush_steps()
+        s = getattr(self, "summary", None) or self.run_dir.read_summary()  # None: _setup did not get there
+        s.status, s.message, s.seconds = "failed", message, self._elapsed()
+        s.failure = (exc.problem or WriteProblem.OTHER).value
+        self.run_dir.record_summary(s)
+        return RunWriteError(message, exc.problem or WriteProblem.OTHER)
+
+    def _run(self) -> Generator[TrainEvent, None, RunSummary]:
+        try:
             notices = self._setup()
+        except RunWriteError:
+            raise  # recorded by run()
         except BaseException as exc:
             # Nothing trained yet: record why, keep whatever checkpoint the folder already had.
             summary = (
@@ -594,7 +644,7 @@ class _Trainer:
             )
             summary.status = "stopped" if isinstance(exc, Cancelled) else "failed"
             summary.message = "Stopped before training started." if isinstance(exc, Cancelled) else str(exc)
-            self.run_dir.write_summary(summary)
+            self.run_dir.record_summary(summary)
             raise
         cfg = self.config
         self.step_time: float | None = None  # smoothed seconds per training step
@@ -631,10 +681,15 @@ class _Trainer:
                 "stopped", f"Stopped by the user in epoch {self.epoch_done + 1}; resume to continue."
             )
             raise
+        except RunWriteError:
+            raise  # recorded by run()
         except BaseException as exc:
             # A crash: last.pt is left as it was (the last good state), the logs up to here are kept.
-            self._flush_steps()
-            self._set_status("failed", f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(RunWriteError):
+                self._flush_steps()
+            self.summary.status, self.summary.message = "failed", f"{type(exc).__name__}: {exc}"
+            self.summary.seconds = self._elapsed()
+            self.run_dir.record_summary(self.summary)
             raise
         return (yield from self._finish("finished", ""))
 
@@ -760,6 +815,15 @@ class _Trainer:
         value = float(loss.detach())
         if not math.isfinite(value):
             raise _Diverged(self._divergence_message(value, lr))
+        if self.loss_baseline is None:
+            self.loss_baseline = max(math.log(max(2, len(self.class_names))), value)
+        if value > _DIVERGE_FACTOR * self.loss_baseline:
+            self.high_loss_steps += 1
+            if self.high_loss_steps >= _DIVERGE_STEPS:
+                limit = f"{_DIVERGE_STEPS} steps in a row above {_DIVERGE_FACTOR:g} × {self._baseline_text()}"
+                raise _Diverged(self._divergence_message(value, lr, limit=limit))
+        else:
+            self.high_loss_steps = 0
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -779,18 +843,51 @@ class _Trainer:
         cache[indices.to(cache.device)] = features.detach()
         flags[indices] = True
 
-    def _divergence_message(self, value: float, lr: float) -> str:
-        what = "NaN (not a number)" if math.isnan(value) else "infinite"
-        kept = (
-            f"The last good checkpoint (epoch {self.epoch_done}) is kept in {self.run_dir.last_checkpoint}."
-            if self.run_dir.last_checkpoint.is_file()
-            else "No checkpoint was saved because no epoch had finished."
-        )
+    def _baseline(self) -> float:
+        return self.loss_baseline or math.log(max(2, len(self.class_names)))
+
+    def _baseline_text(self) -> str:
+        guess = math.log(max(2, len(self.class_names)))
+        if self._baseline() > guess:
+            return f"{self._baseline():.3g}, the loss this run started from"
+        return f"{guess:.3g}, the loss of an even guess among {len(self.class_names)} classes"
+
+    def _kept_text(self) -> str:
+        if self.saved_epoch is None or not self.run_dir.last_checkpoint.is_file():
+            why = " because no epoch had finished" if not self.epoch_done else ""
+            return f"No checkpoint was saved{why}."
+        kept = self.run_dir.last_checkpoint
+        return f"The last good checkpoint (epoch {self.saved_epoch}) is kept in {kept}."
+
+    def _divergence_message(self, value: float, lr: float, *, where: str = "", limit: str = "") -> str:
+        if math.isnan(value):
+            what = "NaN (not a number)"
+        elif math.isinf(value):
+            what = "infinite"
+        else:
+            what = f"{value:.3g} ({limit})"
+        where = where or f"at epoch {self.epoch_done + 1}, step {self.step_in_epoch + 1}"
         return (
-            f"Training stopped: the loss became {what} at epoch {self.epoch_done + 1}, step "
-            f"{self.step_in_epoch + 1}, with learning rate {lr:.3g}. The weights diverged; try a lower "
-            f"learning rate, for example {self.config.effective_lr() / 10:.3g}. {kept}"
+            f"Training stopped: the loss became {what} {where}, with learning rate {lr:.3g}. The weights "
+            f"diverged; try a lower learning rate, for example {self.config.effective_lr() / 10:.3g}. "
+            f"{self._kept_text()}"
         )
+
+    def _check_validation(self, val_loss: float, preds: np.ndarray) -> None:
+        """_Diverged when the validation loss is NaN or jumped far beyond where it was (_DIVERGE_FACTOR)."""
+        if not (preds >= 0).any():
+            return  # no readable validation image: nothing to judge
+        previous = self.prev_val_loss if self.prev_val_loss is not None else 0.0
+        bound = _DIVERGE_FACTOR * max(self._baseline(), previous)
+        if not math.isfinite(val_loss) or val_loss > bound:
+            limit = (
+                f"above {_DIVERGE_FACTOR:g} × {self._baseline_text()}"
+                if self._baseline() >= previous
+                else f"above {_DIVERGE_FACTOR:g} × {previous:.3g}, the previous epoch's"
+            )
+            where = f"on the validation images after epoch {self.epoch_done + 1}"
+            raise _Diverged(self._divergence_message(val_loss, self.last_lr, where=where, limit=limit))
+        self.prev_val_loss = val_loss
 
     # -- validation and epoch end -------------------------------------------------------------------------
     def _evaluate(self) -> Generator[TrainEvent, None, tuple[float, float, np.ndarray, np.ndarray]]:
@@ -855,6 +952,7 @@ class _Trainer:
         cfg = self.config
         val_start = time.perf_counter()
         val_loss, val_acc, preds, conf = yield from self._evaluate()
+        self._check_validation(val_loss, preds)  # before anything of this epoch is saved
         self.val_seconds = time.perf_counter() - val_start
         epoch = self.epoch_done + 1
         seconds = time.time() - self.epoch_start
@@ -941,16 +1039,34 @@ class _Trainer:
             "config": self.config.to_dict(),
         }
         self._checkpoint(self.run_dir.last_checkpoint, extra)
+        self.saved_epoch = self.epoch_done
 
     def _checkpoint(self, path: Path, extra: dict[str, Any]) -> None:
-        zoo.save_checkpoint(
-            path,
-            self.model,
-            arch=self.config.model,
-            class_names=self.class_names,
-            preprocess=self.preprocess,
-            extra=extra,
-        )
+        """zoo.save_checkpoint (temp file, renamed); a failed write is a RunWriteError, the old file kept."""
+        try:
+            zoo.save_checkpoint(
+                path,
+                self.model,
+                arch=self.config.model,
+                class_names=self.class_names,
+                preprocess=self.preprocess,
+                extra=extra,
+            )
+        except OSError as exc:
+            raise write_error(exc, path) from exc
+        except RuntimeError as exc:
+            # torch's zip writer reports a failed write (ENOSPC included) as a RuntimeError without errno
+            needed = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+            if path.is_file():
+                needed = max(needed, path.stat().st_size)
+            free = shutil.disk_usage(path.parent).free
+            if free >= needed:
+                raise
+            raise RunWriteError(
+                f"Disk full: cannot write {path.name} in {path.parent} (about {needed / 2**20:.1f} MB "
+                f"needed, {free / 2**20:.1f} MB free).",
+                WriteProblem.DISK_FULL,
+            ) from exc
 
     def _flush_steps(self) -> None:
         self.run_dir.append_steps(self.step_rows)
@@ -959,7 +1075,7 @@ class _Trainer:
     def _set_status(self, status: str, message: str) -> None:
         s = self.summary
         s.status, s.message, s.seconds = status, message, self._elapsed()
-        self.run_dir.write_summary(s)
+        self.run_dir.write_summary(s)  # RunWriteError: run() records the failure
 
     def _finish(self, status: str, message: str) -> Generator[TrainEvent, None, RunSummary]:
         if status == "finished":
@@ -1038,7 +1154,12 @@ class Prediction:
 
 
 def load_run_model(run_dir: str | Path, *, which: str = "best") -> zoo.LoadedModel:
-    """The fine-tuned model of a run (``which`` = "best" or "last"; falls back to the other one)."""
+    """The fine-tuned model of a run (``which`` = "best" or "last"; falls back to the other one).
+
+    A checkpoint that is a bare state_dict (saved by hand, without class names) gets the run's class names
+    from dataset.json when their number matches the head; otherwise ``notes`` says that the names are
+    missing, so "class 3" is not mistaken for a prediction.
+    """
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise RunDirError(f"The run folder {run.path} does not exist.")
@@ -1047,8 +1168,48 @@ def load_run_model(run_dir: str | Path, *, which: str = "best") -> zoo.LoadedMod
         order.reverse()
     for path in order:
         if path.is_file():
-            return zoo.load_model_file(path)
+            return _with_run_names(run, path)
     raise RunDirError(f"{run.path} has no checkpoint (best.pt or last.pt) yet.")
+
+
+def _with_run_names(run: RunDir, path: Path) -> zoo.LoadedModel:
+    try:
+        config = run.read_config()
+        names = [str(c) for c in run.read_dataset().get("class_names", [])]
+    except RunDirError:
+        config, names = {}, []
+    arch = config.get("model")
+    try:
+        arch = zoo.get_info(arch).name if isinstance(arch, str) else None  # the run's architecture helps
+    except zoo.ModelLoadError:
+        arch = None
+    loaded = zoo.load_model_file(path, arch=arch)
+    if loaded.categories == names:
+        return loaded  # a CNN Explorer checkpoint of this run
+    try:
+        zoo.read_checkpoint(path)
+        return loaded  # a checkpoint with class names of its own: they are the truth
+    except zoo.ModelLoadError:
+        pass
+    n = loaded.num_classes
+    if len(names) == n:
+        pre = _run_preprocess(loaded.preprocess, config.get("image_size"))
+        note = f"{path.name} holds no class names; they are taken from the run's {DATASET_FILE}."
+        return dataclasses.replace(loaded, categories=names, preprocess=pre, notes=[*loaded.notes, note])
+    why = f"its {DATASET_FILE} lists {len(names)}" if names else f"the run has no {DATASET_FILE} with them"
+    note = (
+        f"{path.name} holds no class names and the model has {n} outputs but {why}: the predictions are "
+        "shown as output numbers, not class names."
+    )
+    return dataclasses.replace(loaded, notes=[*loaded.notes, note])
+
+
+def _run_preprocess(base: zoo.Preprocess, image_size: int | None) -> zoo.Preprocess:
+    """The model's preprocessing at a run's input size (resize keeps the model's crop ratio)."""
+    if image_size is None or image_size == base.crop:
+        return base
+    ratio = base.resize / base.crop
+    return dataclasses.replace(base, crop=image_size, resize=max(image_size, round(image_size * ratio)))
 
 
 def predict_files(

@@ -70,11 +70,13 @@ def test_half_written_metrics_line_is_ignored(tmp_path: Path):
 def test_summary_round_trip_with_missing_numbers(tmp_path: Path):
     run = RunDir.create(tmp_path / "r", CONFIG, DATASET)
     assert run.read_summary().status == "failed"  # no summary yet: reads as not a good run
-    run.write_summary(RunSummary(status="running", epochs=3))
-    text = (run.path / "summary.json").read_text()
-    assert "NaN" not in text  # valid JSON for any reader
-    back = run.read_summary()
-    assert back.status == "running" and math.isnan(back.best_val_acc) and back.updated > 0
+    with run.locked():  # "running" is believed only while a live process holds the run's lock
+        run.write_summary(RunSummary(status="running", epochs=3))
+        text = (run.path / "summary.json").read_text()
+        assert "NaN" not in text  # valid JSON for any reader
+        back = run.read_summary()
+        assert back.status == "running" and math.isnan(back.best_val_acc) and back.updated > 0
+    assert run.read_summary().status == "interrupted"
 
 
 def test_confusion_and_misclassified_round_trip(tmp_path: Path):

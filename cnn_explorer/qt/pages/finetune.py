@@ -526,7 +526,10 @@ class FineTunePage(Page):
         progress = [e for e in events if isinstance(e, ScanProgress)]
         if progress:
             p = progress[-1]
-            self.dataset_status.setText(f"Checking the images… {p.done}/{p.total}")
+            if p.phase == "listing":
+                self.dataset_status.setText(f"Listing the folders… {p.done:,} entries so far")
+            else:
+                self.dataset_status.setText(f"Checking the images… {p.done:,}/{p.total:,}")
 
     def _on_scan_result(self, job: Job, outcome: ScanOutcome) -> None:
         if not self._scan_slot.is_current(job):
@@ -867,7 +870,9 @@ class FineTunePage(Page):
             self.confusion_view.clear(f"{rec.name} has no finished epoch, so no confusion matrix.")
         self.gallery.set_message("Click a cell of the confusion matrix to see its validation images.")
         if switch:
-            kind = {"finished": "done", "stopped": "warning"}.get(rec.summary.status, "error")
+            kind = {"finished": "done", "stopped": "warning", "interrupted": "warning"}.get(
+                rec.summary.status, "error"
+            )
             self._set_banner(
                 f"<b>{html.escape(rec.name)}</b>: {html.escape(rec.settings_text())}. "
                 f"{html.escape(rec.result_text())}. {html.escape(rec.summary.message)}",

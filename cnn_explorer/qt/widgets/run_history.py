@@ -2,8 +2,9 @@
 
 ``RunHistoryView.set_runs(records)`` shows :class:`~cnn_explorer.core.runs.RunRecord` s (read by the
 page in a worker with ``core.runs.list_runs``): one row per run with a "compare" check box, its name,
-model and strategy, epochs, best validation accuracy and status; the tooltip has every setting and the
-run's last message. Checked runs are drawn together in ``compare_plot`` (the metric is chosen in
+model and strategy, epochs, best validation accuracy and status (as ``core.runs`` reads it: a run whose
+process was killed shows "interrupted", not "running"); the tooltip has every setting and the run's last
+message. Checked runs are drawn together in ``compare_plot`` (the metric is chosen in
 ``metric_combo``), each in the colour of its check box. The newest runs start checked.
 
 Signals: ``show_requested(path)`` (Show button or double click), ``resume_requested(path, epochs)``
@@ -45,7 +46,14 @@ METRICS = (
     ("Training accuracy (%)", "train_acc"),
 )
 COLUMNS = ("Compare", "Run", "Model · strategy", "Epochs", "Best val acc", "Status")
-STATUS_COLOURS = {"finished": "#1b7f3a", "stopped": "#7a4b00", "diverged": "#a31515", "failed": "#a31515"}
+# "interrupted": core.runs reads a run whose process was killed so; like "stopped", it can be resumed
+STATUS_COLOURS = {
+    "finished": "#1b7f3a",
+    "stopped": "#7a4b00",
+    "interrupted": "#7a4b00",
+    "diverged": "#a31515",
+    "failed": "#a31515",
+}
 
 
 class RunHistoryView(QWidget):
