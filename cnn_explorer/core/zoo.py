@@ -60,9 +60,11 @@ __all__ = [
     "LoadedModel",
     "ModelFileKind",
     "ModelInfo",
+    "ModelKind",
     "ModelLoadError",
     "Preprocess",
     "UntrustedCodeError",
+    "WeightsSource",
     "available_models",
     "backbone_blocks",
     "build_model",
@@ -401,15 +403,39 @@ class DownloadProgress:
     total_bytes: int | None
 
 
+class WeightsSource(str, enum.Enum):
+    """Where a loaded model's weights came from (a str, so it compares equal to its value)."""
+
+    FILE = "file"
+    CACHE = "cache"
+    DOWNLOAD = "download"
+    PACKAGE = "package"
+    UNTRAINED = "untrained"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ModelKind(enum.Enum):
+    """What kind of thing was loaded: decides what the explorer can show of it."""
+
+    ZOO = "zoo"  # an architecture from the zoo with its resolved weights
+    FINE_TUNED = "fine-tuned"  # a CNN Explorer checkpoint: its own class names and preprocessing
+    STATE_DICT = "state-dict"  # a plain state_dict (.pt/.pth/.safetensors) on a zoo architecture
+    TORCHSCRIPT = "torchscript"  # a compiled program: predictions, but no module tree
+
+
 @dataclass
 class LoadedModel:
     model: nn.Module  # eval mode, CPU
     info: ModelInfo
-    weights: str  # "file" | "cache" | "download" | "package" | "untrained"
+    weights: WeightsSource
     weights_detail: str  # human text for the status line
     categories: list[str]  # one name per output unit
     preprocess: Preprocess
     notes: list[str] = field(default_factory=list)  # e.g. why a download was skipped
+    kind: ModelKind = ModelKind.ZOO
+    download_failed: bool = False  # the pretrained weights were wanted, but fetching them failed
 
     @property
     def num_classes(self) -> int:
@@ -514,6 +540,7 @@ def load_model(
 def _resolve_pretrained(info: ModelInfo, *, allow_download: bool, control: Control | None) -> LoadedModel:
     name = info.name
     notes: list[str] = []
+    download_failed = False
     checkpoint(control)
     if info.source == "torchvision":
         cached = _cached_weights(name)
@@ -552,6 +579,7 @@ def _resolve_pretrained(info: ModelInfo, *, allow_download: bool, control: Contr
                 )
             except (OSError, ModelLoadError) as exc:
                 notes.append(f"download failed: {exc}")
+                download_failed = True
     elif name == "efficientnet_lite0":
         path = _lite0_weights_path()
         if path is None:
@@ -579,6 +607,7 @@ def _resolve_pretrained(info: ModelInfo, *, allow_download: bool, control: Contr
         _default_preprocess(name),
         _default_categories(name),
         notes,
+        download_failed=download_failed,
     )
 
 
@@ -590,9 +619,14 @@ def _loaded(
     preprocess: Preprocess,
     categories: list[str],
     notes: list[str],
+    *,
+    kind: ModelKind = ModelKind.ZOO,
+    download_failed: bool = False,
 ) -> LoadedModel:
     model.eval()
-    return LoadedModel(model, info, weights, detail, categories, preprocess, notes)
+    return LoadedModel(
+        model, info, WeightsSource(weights), detail, categories, preprocess, notes, kind, download_failed
+    )
 
 
 def build_model(
@@ -1113,6 +1147,7 @@ def load_model_file(
             pre,
             class_names,
             [],
+            kind=ModelKind.FINE_TUNED,
         )
 
     sd = _as_state_dict(obj)
@@ -1151,6 +1186,7 @@ def load_model_file(
         _default_preprocess(name),
         categories,
         [],
+        kind=ModelKind.STATE_DICT,
     )
 
 
@@ -1187,6 +1223,7 @@ def _load_torchscript(path: Path) -> LoadedModel:
         pre,
         categories,
         [],
+        kind=ModelKind.TORCHSCRIPT,
     )
 
 

@@ -20,11 +20,18 @@ between items automatically. After ``cancel()`` a job emits nothing but ``cancel
 long Python-heavy work such as training, whose interpreter lock and CPU use would otherwise make the
 window stutter. Its arguments, events and result must be picklable and ``fn`` must be importable
 (a module-level function of ``core``).
+
+:class:`LatestRunner` is what pages use: "latest request wins". It runs one job at a time, cancels a
+stale one, keeps only the newest waiting request and delivers only the latest request's outcome, so a
+page needs no queue of its own and no ``is_current`` guards (the pattern of Orange's
+``ConcurrentWidgetMixin``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import multiprocessing
 import os
 import queue as queue_module
@@ -32,9 +39,11 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from cnn_explorer.core.control import Cancelled, Control, run_job, serve_job
@@ -288,3 +297,192 @@ def shutdown(timeout_ms: int = 15_000) -> list[str]:
             job._finished = True
             _active.discard(job)
     return stuck
+
+
+# -- "latest request wins" -----------------------------------------------------------------------------
+_log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)  # compared by identity: two requests for one key are still two requests
+class _Request:
+    key: Hashable
+    fn: Callable[..., Any]
+    args: tuple
+    kwargs: dict
+    name: str
+    on_result: Callable[[Any], None] | None
+    on_failed: Callable[[BaseException], None] | None
+    on_events: Callable[[list], None] | None
+    on_cancelled: Callable[[], None] | None
+    cancelled: bool = False  # by LatestRunner.cancel()
+
+
+@dataclass(eq=False)
+class _Run:
+    job: Job
+    request: _Request  # whose callbacks get this job's outcome: a same-key request takes a running job over
+
+
+class LatestRunner(QObject):
+    """Runs a page's background work one job at a time, and delivers only what the latest request asked for.
+
+    ``request(key, fn, *args, on_result=..., **kwargs)`` runs ``fn(*args, **kwargs)`` through
+    :func:`start_job` (``fn`` gets ``control=`` if it has a parameter of that name; its events are
+    batched and throttled as usual). The ``key`` names what is asked for (e.g. ``(model, image, layer)``);
+    requests with equal keys ask for the same thing.
+
+    - Nothing runs: the request starts now.
+    - A job with an equal key runs and was not cancelled: nothing starts. The running job now serves the
+      new request: its events and outcome go to the new request's callbacks (the older callbacks get
+      nothing), and any waiting request is dropped.
+    - A job with another key runs (or a cancelled one with any key): it is cancelled, and the request
+      waits until that job has stopped, then starts. There is one waiting place: a newer request replaces
+      the waiting one, which never starts (a held arrow key does not pile up work). Only one job runs at a
+      time because jobs of one runner may share state, such as a model's forward hooks.
+
+    Callbacks run on the GUI thread, and only for the latest request made: a superseded request's events,
+    result or failure are dropped. ``on_cancelled`` is called for the latest request when :meth:`cancel`
+    stopped it, once its job has stopped (or, if it was still waiting, once the job before it has), and
+    when its function ended itself by raising ``Cancelled``; never for a superseded request. A failure
+    with no ``on_failed`` is logged. ``busy_changed(bool)`` is emitted after the callbacks, when the runner
+    starts or stops having work (it stays busy across the hand-over from a cancelled job to the waiting
+    one). After :meth:`shutdown` nothing is delivered and nothing starts.
+    """
+
+    busy_changed = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._run: _Run | None = None
+        self._pending: _Request | None = None
+        self._latest: _Request | None = None
+        self._dropped: _Request | None = None  # the latest request, cancelled before it started
+        self._closed = False
+        self._busy_shown = False
+
+    # -- the page's side -------------------------------------------------------------------------
+    def request(
+        self,
+        key: Hashable,
+        fn: Callable[..., Any],
+        *args: Any,
+        on_result: Callable[[Any], None] | None = None,
+        on_failed: Callable[[BaseException], None] | None = None,
+        on_events: Callable[[list], None] | None = None,
+        on_cancelled: Callable[[], None] | None = None,
+        name: str = "",
+        **kwargs: Any,
+    ) -> None:
+        """Ask for ``fn(*args, **kwargs)`` under ``key``; see the class docstring. Ignored after shutdown.
+
+        ``key`` must compare with ``==`` (a tuple of names and numbers). ``name`` (the job's, for
+        messages about it) and the ``on_*`` callbacks are the runner's; they are not passed to ``fn``.
+        """
+        if self._closed:
+            return
+        request = _Request(key, fn, args, kwargs, name, on_result, on_failed, on_events, on_cancelled)
+        self._latest = request
+        self._dropped = None
+        run = self._run
+        if run is None:
+            self._start(request)
+        elif run.request.key == key and run.job.is_running and not run.job.is_cancelled:
+            self._pending = None  # what is under way is what is wanted
+            run.request = request
+        else:
+            run.job.cancel()  # it may share hooks with the next one: that waits until this has stopped
+            self._pending = request
+        self._update_busy()
+
+    def cancel(self) -> None:
+        """Stop the running job and drop the waiting request (the user's Cancel)."""
+        latest = self._latest
+        running = self._run.request if self._run is not None else None
+        if latest is not None and latest in (self._pending, running):
+            latest.cancelled = True
+        if self._pending is not None:
+            if self._pending is latest:
+                self._dropped = latest  # told it was cancelled when the job before it has stopped
+            self._pending = None
+        if self._run is not None:
+            self._run.job.cancel()
+        self._update_busy()
+
+    def shutdown(self) -> None:
+        """Cancel everything, deliver nothing more, and never start again (the page is closing)."""
+        self._closed = True
+        self.cancel()
+        self._latest = None
+        self._dropped = None
+
+    @property
+    def busy(self) -> bool:
+        """A job runs (perhaps stopping) or a request waits."""
+        return self._run is not None or self._pending is not None
+
+    @property
+    def latest_key(self) -> Hashable | None:
+        """The key of the latest request, or None if there was none or it was cancelled."""
+        latest = self._latest
+        return None if latest is None or latest.cancelled else latest.key
+
+    # -- internals --------------------------------------------------------------------------------
+    def _start(self, request: _Request) -> None:
+        job = start_job(request.fn, *request.args, name=request.name, **request.kwargs)
+        run = _Run(job, request)
+        # Connected before the event loop runs again, so before the job can emit anything.
+        job.events.connect(functools.partial(self._on_events, run))
+        job.result.connect(functools.partial(self._on_result, run))
+        job.failed.connect(functools.partial(self._on_failed, run))
+        job.cancelled.connect(functools.partial(self._on_cancelled, run))
+        job.finished.connect(functools.partial(self._on_finished, run))
+        self._run = run
+
+    def _wanted(self, run: _Run) -> _Request | None:
+        """The request this job's outcome is for, if it is still the latest and not cancelled."""
+        request = run.request
+        return request if request is self._latest and not request.cancelled else None
+
+    def _on_events(self, run: _Run, events: list) -> None:
+        request = self._wanted(run)
+        if request is not None and request.on_events is not None:
+            request.on_events(events)
+
+    def _on_result(self, run: _Run, value: object) -> None:
+        request = self._wanted(run)
+        if request is not None and request.on_result is not None:
+            request.on_result(value)
+
+    def _on_failed(self, run: _Run, exc: BaseException) -> None:
+        request = self._wanted(run)
+        if request is None:
+            return
+        if request.on_failed is not None:
+            request.on_failed(exc)
+        else:  # nobody listens, but a failure must not vanish
+            _log.error("%s failed: %s", run.job.name, getattr(exc, "__traceback_text__", repr(exc)))
+
+    def _on_cancelled(self, run: _Run) -> None:
+        request = run.request
+        if request is self._latest and request.on_cancelled is not None:
+            request.on_cancelled()
+
+    def _on_finished(self, run: _Run) -> None:
+        if self._run is run:
+            self._run = None
+        dropped, self._dropped = self._dropped, None
+        if dropped is not None and dropped is self._latest and dropped.on_cancelled is not None:
+            dropped.on_cancelled()
+        if self._run is None and self._pending is not None and not self._closed:
+            request, self._pending = self._pending, None  # (a callback above may have started one)
+            self._start(request)
+        self._update_busy()
+
+    def _update_busy(self) -> None:
+        # Compared with what was last emitted, so that callbacks calling request() or cancel() from inside
+        # a delivery neither repeat nor miss a change.
+        busy = self.busy
+        if busy != self._busy_shown:
+            self._busy_shown = busy
+            if shiboken6.isValid(self):  # (the page that owned it may be gone while its last job ends)
+                self.busy_changed.emit(busy)

@@ -174,7 +174,7 @@ def test_lenet_steps_through_layers_with_buttons_and_keys(lenet, qtbot):
     assert page.grid.grid.cell == (1, 1) and len(page.grid.order) == 10
     assert page.receptive_field() is None and "whole picture" in page.input_view.caption_label.text()
     # Choosing a row in the tree jumps there.
-    page.layer_tree.setCurrentItem(page._items["c3"])
+    page.layer_tree.setCurrentItem(page.layer_tree.findItems("c3", Qt.MatchFlag.MatchExactly)[0])
     assert page.current_row.name == "c3"
 
 
@@ -186,12 +186,12 @@ def test_layer_details_write_out_the_arithmetic(lenet, qtbot):
     assert "⌊(32 + 2·0 − 5)/1⌋ + 1 = 28" in text
     assert "weight 6·1·5·5 = 150 + bias 6 = 156" in text
     assert "28·28 positions · 6 filters · 1·5·5 = 117,600" in text
-    page.set_layer_by_name("c3")
+    step_to(qtbot, page, "c3")  # the parameters' breakdown comes with the layer's view
     text = page.details.plain_text()
     assert "weight 16·6·5·5 = 2,400 + bias 16 = 2,416" in text
     assert "⌊(14 + 2·0 − 5)/1⌋ + 1 = 10" in text
     assert "Receptive field: 14×14 px" in text
-    page.set_layer_by_name("f6")
+    step_to(qtbot, page, "f6")
     assert "84 outputs · 120 inputs = 10,080" in page.details.plain_text()
     # Statistics of the captured activations, as numpy computes them.
     step_to(qtbot, page, "c1_tanh")
@@ -292,9 +292,10 @@ def test_holding_down_draws_only_the_layer_it_stops_at(lenet, qtbot):
     first = None
     for _ in range(5):  # five ↓ in a row, faster than any view is prepared
         qtbot.keyClick(page, Qt.Key.Key_Down)
-        first = first or page._view_slot.current
+        views = [j for j in workers.active_jobs() if j.name.startswith("view")]
+        first = first or views[0]
         # One job at a time: the stale one is told to stop and nothing queues up behind it.
-        assert [j for j in workers.active_jobs() if j.name.startswith("view")] == [first]
+        assert views == [first]
     assert page.current_row.name == "s4" and first.is_cancelled
     idle(qtbot, page)
     assert shown == ["s4"] and page.grid.layer_view.name == "s4"  # the layers passed were never drawn
@@ -386,20 +387,24 @@ def test_a_layer_too_large_to_keep_is_reported(page, qtbot, cat):
 # --- work in the background, caching ---------------------------------------------------------------------
 
 
+def model_jobs() -> list[workers.Job]:
+    return [j for j in workers.active_jobs() if j.name.startswith("explore")]
+
+
 def test_changing_image_while_busy_cancels_stale_work(lenet, qtbot, cat, coffee):
     page = lenet
     lenet_cat = page.exploration
     page.model_combo.setCurrentIndex(page.model_combo.findData("zoo:resnet18"))
-    first = page._slot.current
-    assert first is not None and first.is_running
+    [first] = model_jobs()
+    assert first.is_running
     page.set_image(coffee)  # before ResNet-18 has finished on the cat
     assert first.is_cancelled
     idle(qtbot, page)
     assert first.outcome == "cancelled"
-    assert page.loaded.info.name == "resnet18" and page._image_key == image_key(coffee)
+    assert page.loaded.info.name == "resnet18" and page.session.image_key == image_key(coffee)
     expected = page.loaded.preprocess.crop_pixels(coffee.pixels)
     np.testing.assert_array_equal(page.exploration.pixels, expected)
-    assert ("zoo:resnet18", image_key(cat)) not in page._results
+    assert ("zoo:resnet18", image_key(cat)) not in page.caches.results
     # The untrained badge and the reason (downloads are off in the tests) are shown.
     assert page.badge.text() == "UNTRAINED" and "downloads disabled" in page.weights_label.text()
     assert "untrained" in page.model_combo.currentText()
@@ -407,16 +412,15 @@ def test_changing_image_while_busy_cancels_stale_work(lenet, qtbot, cat, coffee)
     # Results are cached per (model, image): going back is instant, no new job.
     resnet_coffee = page.exploration
     page.set_image(cat)
-    running = page._slot.current
+    [running] = model_jobs()
     assert running is not first and running.is_running  # ResNet-18 never finished on the cat
     page.model_combo.setCurrentIndex(page.model_combo.findData("zoo:lenet5"))
     assert page.exploration is lenet_cat and page.loaded.info.name == "lenet5"  # shown at once
-    assert running.is_cancelled and page._slot.current is running  # the stale job stopped, none started
+    assert running.is_cancelled and model_jobs() == [running]  # the stale job stopped, none started
     page.set_image(coffee)
     idle(qtbot, page)
-    last = page._slot.current
     page.model_combo.setCurrentIndex(page.model_combo.findData("zoo:resnet18"))
-    assert page._slot.current is last and page.exploration is resnet_coffee  # no model job: cached
+    assert model_jobs() == [] and page.exploration is resnet_coffee  # no model job: cached
     idle(qtbot, page)  # (the layer's view is drawn anew)
 
 

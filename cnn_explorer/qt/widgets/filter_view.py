@@ -1,7 +1,8 @@
 """A layer's learned filters: the first layer's as colour patches, deeper ones one input slice at a time.
 
-``FilterView(parent=None)`` is a :class:`MapView` plus a line of explanation. ``set_module(module, *,
-selected=None)`` picks the telling picture for the module's weights:
+``FilterView(parent=None)`` is a :class:`MapView` plus a line of explanation. ``set_filters(facts, *,
+selected=None, type_name="")`` takes a core ``LayerFacts`` (the weights as a numpy copy, the kind of
+layer) and picks the telling picture:
 
 - "rgb": a convolution on 3 input channels (the first layer): every filter as an RGB patch, grey = 0;
 - "all": a convolution with one input channel per filter (LeNet's C1, depthwise convolutions): every
@@ -13,20 +14,19 @@ selected=None)`` picks the telling picture for the module's weights:
 
 The selected channel's filter is outlined. ``mode``, ``weights`` (what is drawn, in weight units) and
 ``map`` (the MapView) are public for tests. ``rgb_mosaic(weight)`` is the pure tiling function.
-Asked again for the same module, only what changed is redrawn (the outline, or one channel's filter).
+Asked again for the same weights (the facts' ``weight_version``), only what changed is redrawn (the
+outline, or one channel's filter).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
-from torch import nn
 
+from cnn_explorer.core.explorer.layer_facts import FilterKind, LayerFacts
 from cnn_explorer.core.features import Grid, tile_channels
 from cnn_explorer.qt.widgets.feature_grid import SELECTED_COLOUR, colormap
 from cnn_explorer.qt.widgets.map_view import MapView
-
-MAX_MATRIX = 4_000_000  # weights; a bigger linear layer is described, not drawn
 
 
 def rgb_mosaic(weight: np.ndarray) -> tuple[np.ndarray, Grid]:
@@ -46,7 +46,7 @@ class FilterView(QWidget):
         self.mode = "none"
         self.weights: np.ndarray | None = None
         self.grid: Grid | None = None
-        self._shown: tuple | None = None  # (module, weight version, selected) drawn now
+        self._shown: tuple[int, int | None] | None = None  # (weight version, selected) drawn now
         self.map = MapView("Filters", max_numbers_side=7)
         self.map.graphics.setMinimumSize(120, 120)
         for label in (self.map.title_label, self.map.caption_label):  # long titles must not widen the panel
@@ -70,31 +70,32 @@ class FilterView(QWidget):
         self.map.clear_map(message)
         self.note.setText("")
 
-    def set_module(
-        self, module: nn.Module | None, *, selected: int | None = None, type_name: str = ""
+    def set_filters(
+        self, facts: LayerFacts | None, *, selected: int | None = None, type_name: str = ""
     ) -> None:
-        weight = getattr(module, "weight", None)
-        drawn = (module, getattr(weight, "_version", None))
-        if module is not None and self._shown is not None and self._shown[:2] == drawn:
+        weights = facts.weights if facts is not None else None
+        version = facts.weight_version if facts is not None and weights is not None else 0
+        if version and self._shown is not None and self._shown[0] == version:
             if self.mode in ("rgb", "all"):  # every filter is drawn already: move the outline
                 self._outline(selected)
-                self._shown = (*drawn, selected)
+                self._shown = (version, selected)
                 return
             if self.mode == "matrix":
                 self._highlight_row(selected)
-                self._shown = (*drawn, selected)
+                self._shown = (version, selected)
                 return
-            if self._shown[2] == selected:
+            if self._shown[1] == selected:
                 return
-        if isinstance(module, nn.modules.conv._ConvNd) and weight is not None and weight.ndim == 4:
-            colour_input = module.in_channels == 3 and module.groups == 1  # a first layer, on RGB pixels
-            self._show_conv(weight.detach().float().cpu().numpy(), selected, colour_input)
-            self._shown = (*drawn, selected)
-        elif isinstance(module, nn.Linear) and weight is not None:
-            self._show_matrix(weight.detach().float().cpu().numpy(), selected)
-            self._shown = (*drawn, selected) if self.mode == "matrix" else None
+        if facts is not None and weights is not None and facts.filter_kind is FilterKind.CONV:
+            self._show_conv(weights, selected, facts.colour_input)
+            self._shown = (version, selected)
+        elif facts is not None and weights is not None and facts.filter_kind is FilterKind.LINEAR:
+            self._show_matrix(weights, selected)
+            self._shown = (version, selected)
+        elif facts is not None and facts.note:
+            self.clear(facts.note)
         else:
-            what = type_name or (type(module).__name__ if module is not None else "This step")
+            what = type_name or "This step"
             self.clear(
                 f"{what} has no filters. Filters belong to convolution layers: step to a Conv layer "
                 "(the first one shows its filters as colour patches)."
@@ -148,9 +149,6 @@ class FilterView(QWidget):
     def _show_matrix(self, w: np.ndarray, selected: int | None) -> None:
         n_out, n_in = w.shape
         self.grid = None
-        if w.size > MAX_MATRIX:
-            self.clear(f"Linear layer {n_out}×{n_in}: {w.size:,} weights, too many to draw.")
-            return
         self.mode = "matrix"
         self.weights = w
         self.map.set_map(w, colormap=colormap("coolwarm"), symmetric=True)

@@ -1,10 +1,10 @@
 """One layer's facts written out with its numbers: window, shapes, the output-size formula, parameters,
 multiply-adds, receptive field and the memory its captured output takes.
 
-``LayerDetails(parent=None)``: ``set_layer(row, module=None, activation=None, children=0)`` with a core
-``LayerRow`` (the numbers) and the ``nn.Module`` it came from (for the parameter breakdown);
-``clear(message)``; ``plain_text()`` gives what is shown, for tests. The texts come from the pure
-functions ``params_text(row, module)`` and ``macs_text(row)``.
+``LayerDetails(parent=None)``: ``set_layer(row, facts=None, activation=None, children=0)`` with a core
+``LayerRow`` (the numbers) and its ``LayerFacts`` (the parameter breakdown, written out in core);
+``clear(message)``; ``plain_text()`` gives what is shown, for tests. The texts come from core's
+``params_text`` and the pure function ``macs_text(row)``.
 
 Stepping through layers, the table grows to the tallest one shown and does not shrink back (until
 ``clear``): the panels below it stay put instead of being moved, re-laid out and repainted every step.
@@ -17,8 +17,8 @@ import math
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QWidget
-from torch import nn
 
+from cnn_explorer.core.explorer.layer_facts import LayerFacts, memory_text, params_text
 from cnn_explorer.core.features import Activation
 from cnn_explorer.core.layers import LayerRow
 
@@ -37,26 +37,6 @@ def short_number(n: float) -> str:
 
 def _with_short(n: int) -> str:
     return f"{n:,}" + (f" ({short_number(n)})" if n >= 10_000 else "")
-
-
-def params_text(row: LayerRow, module: nn.Module | None) -> str:
-    """e.g. "weight 6·1·5·5 = 150 + bias 6 = 156"; blocks and repeated calls say what they add up."""
-    if row.call > 1:
-        return f"{row.params:,}, shared with {row.module_name} (the same module, called again)"
-    if row.kind == "block":
-        return f"{row.params:,} in its layers" if row.params else "none"
-    if module is None or row.params == 0:
-        return f"{row.params:,}" if row.params else "none"
-    parts = []
-    for name, p in module.named_parameters():
-        label = name.rsplit(".", 1)[-1]
-        dims = list(p.shape)
-        if len(dims) > 1:
-            parts.append(f"{label} {'·'.join(str(d) for d in dims)} = {p.numel():,}")
-        else:
-            parts.append(f"{label} {p.numel():,}")
-    text = " + ".join(parts)
-    return text if len(parts) == 1 and "=" in text else f"{text} = {row.params:,}"
 
 
 def macs_text(row: LayerRow) -> str:
@@ -142,7 +122,7 @@ class LayerDetails(QWidget):
     def set_layer(
         self,
         row: LayerRow,
-        module: nn.Module | None = None,
+        facts: LayerFacts | None = None,
         activation: Activation | None = None,
         children: int = 0,
     ) -> None:
@@ -157,12 +137,11 @@ class LayerDetails(QWidget):
             for line in arithmetic.splitlines():
                 label, _, formula = line.rpartition(": ")
                 rows.append((f"Output {label}" if label else "Output size", formula))
-        rows.append(("Parameters", params_text(row, module)))
+        rows.append(("Parameters", facts.params_text if facts is not None else params_text(row)))
         rows.append(("Multiply-adds", macs_text(row)))
         rows.append(("Receptive field", _rf_text(row)))
         if activation is not None:
-            n = activation.nbytes
-            size = f"{n / 2**20:.2f} MB" if n >= 2**17 else f"{n / 2**10:.1f} KB"
+            size = memory_text(activation.nbytes)
             kept = "too large to keep: not captured" if activation.too_large else "kept as float16"
             rows.append(("Output in memory", f"{size}, {kept}"))
         if self.isVisible():  # grow, never shrink (see the module's docstring)

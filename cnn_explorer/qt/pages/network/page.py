@@ -1,0 +1,435 @@
+"""Network explorer: a real CNN on the loaded image, walked layer by layer; in compare mode two models
+side by side (A | B), one cursor driving both.
+
+The page builds the panels and binds them to an :class:`ExplorerSession`: clicks and keys become session
+calls, session events become widget updates. Each side's work runs through its :class:`SideView`'s
+"latest request wins" runners. Nothing here calls torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
+from PySide6.QtGui import QKeyEvent, QShowEvent
+from PySide6.QtWidgets import QFileDialog, QLabel, QSplitter, QVBoxLayout, QWidget
+
+from cnn_explorer.core import zoo
+from cnn_explorer.core.explorer import text
+from cnn_explorer.core.explorer.compare import weight_changes
+from cnn_explorer.core.explorer.session import ExplorerSession, Side
+from cnn_explorer.core.explorer.tasks import ModelRun, ModelSource
+from cnn_explorer.core.images import LoadedImage
+from cnn_explorer.core.trust import CodeTrust
+from cnn_explorer.qt import style
+from cnn_explorer.qt.pages.base import Page, ScrollContent
+from cnn_explorer.qt.pages.network.centre import CentrePanel
+from cnn_explorer.qt.pages.network.compare_panel import ComparePanel
+from cnn_explorer.qt.pages.network.drawing import Drawing
+from cnn_explorer.qt.pages.network.layer_panel import LayerPanel
+from cnn_explorer.qt.pages.network.model_bar import ModelBar
+from cnn_explorer.qt.pages.network.side import Caches, SideView
+from cnn_explorer.qt.pages.network.side_panel import SidePanel
+from cnn_explorer.qt.widgets.layer_table_view import LayerTableView
+from cnn_explorer.qt.workers import LatestRunner
+
+MODEL_FILE_FILTER = "Model files (*.pt *.pth *.safetensors *.ckpt);;All files (*)"
+_STEP_KEYS = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_PageUp: -10, Qt.Key.Key_PageDown: 10}
+_CHANNEL_KEYS = {Qt.Key.Key_Left: -1, Qt.Key.Key_Right: 1}
+
+
+class NetworkPage(Drawing, Page):
+    title = "Network explorer"
+    view_ready = Signal(str)  # the current layer's view (grid, statistics, channel) is on screen; its name
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = ExplorerSession()
+        self.caches = Caches()
+        self.code_trust = CodeTrust()  # remembered answers about running TorchScript files' code
+        self._stale = False  # a picture or model arrived while hidden: run when shown
+        self._shut_down = False
+        self._build()
+        s = self.sides
+        for side_view in s.values():
+            side_view.model_ready.connect(self._on_model_ready)
+            side_view.model_failed.connect(self._on_model_failed)
+            side_view.model_cancelled.connect(self._on_model_cancelled)
+            side_view.layer_ready.connect(lambda _p, sv=side_view: self._on_layer_ready(sv.side))
+            side_view.cam_ready.connect(lambda res, sv=side_view: self._on_cam_ready(sv.side, res))
+        self.weights_runner = LatestRunner(self)
+        ev = self.session.events
+        ev.source.connect(self._on_source)
+        ev.model.connect(self._on_model_event)
+        ev.compare.connect(self._on_compare)
+        ev.layer.connect(self._on_layer)
+        ev.channel.connect(self._draw_channels)
+        ev.unit.connect(self._draw_channels)
+        ev.cam.connect(self._request_cams)
+        ev.options.connect(self._on_options)
+        self._fill_pickers()
+        self.session.choose_source(Side.A, ModelSource.zoo(zoo.DEFAULT_MODEL))
+        self._show_nothing("Open an image to run the network on it.")
+
+    # -- building ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        content = ScrollContent()
+        outer = QVBoxLayout(content)
+        outer.setContentsMargins(10, 8, 10, 6)
+        outer.setSpacing(6)
+        self.bar_a = ModelBar("Model")
+        self.bar_b = ModelBar("B", side_b=True)
+        self.bar_b.setVisible(False)
+        self.notice_label = QLabel()
+        self.notice_label.setWordWrap(True)
+        self.notice_label.setStyleSheet(style.NOTICE_STYLE)
+        self.notice_label.setVisible(False)
+        self.layer_panel = LayerPanel()
+        self.centre_a = CentrePanel()
+        self.centre_b = CentrePanel(with_options=False, title=f"<span style='color:{style.SIDE_B}'>B</span>")
+        self.centre_b.setVisible(False)
+        self.side_panel = SidePanel()
+        self.compare_panel = ComparePanel()
+        self.compare_panel.setVisible(False)
+        self.side_panel.extra.addWidget(self.compare_panel)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setChildrenCollapsible(False)
+        for i, w in enumerate((self.layer_panel, self.centre_a, self.centre_b, self.side_panel)):
+            self.splitter.addWidget(w)
+            self.splitter.setStretchFactor(i, 1 if w in (self.centre_a, self.centre_b) else 0)
+        self.splitter.setSizes([265, 615, 0, 360])
+        outer.addWidget(self.bar_a)
+        outer.addWidget(self.bar_b)
+        outer.addWidget(self.notice_label)
+        outer.addWidget(self.splitter, 1)
+        self.scroll = self.scroll_page(content)
+        self.sides = {
+            Side.A: SideView(Side.A, self.session, self.centre_a, self.bar_a, self.caches),
+            Side.B: SideView(Side.B, self.session, self.centre_b, self.bar_b, self.caches),
+        }
+        # Names the tests, benchmarks and screenshots use.
+        self.model_combo, self.badge = self.bar_a.model_combo, self.bar_a.badge
+        self.weights_label, self.stage_label = self.bar_a.weights_label, self.bar_a.stage_label
+        self.cancel_button, self.open_button = self.bar_a.cancel_button, self.bar_a.open_button
+        self.progress = self.bar_a.progress
+        self.layer_tree, self.layer_summary = self.layer_panel.tree, self.layer_panel.summary
+        self.prev_button, self.next_button = self.layer_panel.prev_button, self.layer_panel.next_button
+        self.grid, self.input_view, self.channel_view = (
+            self.centre_a.grid,
+            self.centre_a.input_view,
+            self.centre_a.channel_view,
+        )
+        self.sort_combo, self.scale_combo = self.centre_a.sort_combo, self.centre_a.scale_combo
+        sp = self.side_panel
+        self.details, self.stats_view, self.filter_view, self.tabs = (
+            sp.details,
+            sp.stats_view,
+            sp.filter_view,
+            sp.tabs,
+        )
+        self.predictions, self.untrained_note = sp.predictions, sp.untrained_note
+        self.cam_check, self.cam_info = sp.cam_check, sp.cam_info
+        self.cam_class_combo, self.cam_layer_combo = sp.cam_class_combo, sp.cam_layer_combo
+        self.cmap_combo, self.grid_caption = self.centre_a.cmap_combo, self.centre_a.grid_caption
+        self.layer_header, self.position_label = self.centre_a.header, self.layer_panel.position_label
+        self.weight_chart = self.compare_panel.chart
+        # ↑/↓ step layers wherever the focus is (the tree and the scroll areas would use them otherwise).
+        for widget in (
+            self.scroll,
+            self.side_panel,
+            self.layer_tree,
+            self.grid.graphics,
+            self.centre_b.grid.graphics,
+            self.input_view.graphics,
+            self.channel_view.graphics,
+            self.prev_button,
+            self.next_button,
+        ):
+            widget.installEventFilter(self)
+
+        for side, bar in ((Side.A, self.bar_a), (Side.B, self.bar_b)):
+            bar.source_chosen.connect(lambda key, side=side: self._choose(side, key))
+            bar.open_file_clicked.connect(lambda side=side: self.choose_model_file(side))
+            bar.cancel_clicked.connect(self.sides[side].cancel)
+        self.bar_a.compare_clicked.connect(self.compare_with_default)
+        self.bar_b.close_clicked.connect(self.session.close_compare)
+        self.layer_panel.layer_chosen.connect(self.set_layer)
+        self.layer_panel.step_clicked.connect(self.step_layer)
+        self.layer_panel.table_clicked.connect(self.show_layer_table)
+        for side, centre in ((Side.A, self.centre_a), (Side.B, self.centre_b)):
+            centre.channel_clicked.connect(lambda c, y, x: self.select_channel(c, (y, x)))
+            centre.unit_clicked.connect(lambda y, x: self.select_channel(self.session.cursor.channel, (y, x)))
+            centre.input_clicked.connect(lambda py, px, side=side: self._on_input_clicked(side, py, px))
+        self.centre_a.options_changed.connect(self._on_grid_options)
+        self.centre_b.options_changed.connect(self._on_options)  # a resize re-tiles B's grid
+        sp.cam_changed.connect(lambda: self.session.set_cam(**sp.cam_request()))
+        sp.tab_changed.connect(self._draw_filters)
+        self.compare_panel.b_predictions.class_clicked.connect(self._on_b_class)
+        self.weight_chart.layer_clicked.connect(self._on_chart_layer)
+
+    def _fill_pickers(self) -> None:
+        for info in zoo.available_models():
+            kind, detail = zoo.weights_status(info.name)
+            tip = f"{info.summary}\n{detail}" if info.summary else detail
+            for bar in (self.bar_a, self.bar_b):
+                bar.add_zoo_entry(f"zoo:{info.name}", info.title, text.picker_status(kind), tip)
+        self.bar_a.select(f"zoo:{zoo.DEFAULT_MODEL}")
+
+    # -- page API ---------------------------------------------------------------------------------
+    def set_image(self, loaded: LoadedImage) -> None:
+        if self.session.set_image(loaded) or not self.session.a.ready:
+            for side in self.session.active_sides():
+                self._run(side)
+
+    def is_busy(self) -> bool:
+        return any(sv.busy for sv in self.sides.values()) or self.weights_runner.busy
+
+    def shutdown(self) -> None:
+        self._shut_down = True
+        for sv in self.sides.values():
+            sv.shutdown()
+        self.weights_runner.shutdown()
+
+    def open_model_file(self, path: str | Path, image: str | Path | None = None, side: Side = Side.A) -> None:
+        """Load a model file (checkpoint, TorchScript, state_dict) and run it on the picture.
+
+        A fine-tuning run's checkpoint opens in compare mode: its pretrained starting model as A, the run
+        as B.
+        """
+        path = Path(path).expanduser().absolute()
+        hint = self.session.a.source.name if self.session.a.source is not None else None
+        source = ModelSource.file(path, hint)
+        self.caches.forget_model(source.key)  # the file may have changed since it was last opened
+        start = _run_start_model(path)
+        image_path = Path(image) if image is not None else None
+        if side is Side.A and start is not None:
+            if image_path is not None:
+                self.sides[Side.A].run(ModelSource.zoo(start), image_path=image_path)
+            self.session.choose_source(Side.A, ModelSource.zoo(start))
+            self.session.open_compare(source, reload=True)
+            return
+        if image_path is not None:  # the job opens the image, then the session takes it
+            self.sides[side].run(source, image_path=image_path)
+        if side is Side.B:
+            self.session.open_compare(source, reload=True)
+        else:
+            self.session.choose_source(side, source, reload=True)
+
+    def compare_with(self, source: ModelSource) -> None:
+        self.session.open_compare(source)
+
+    @Slot()
+    def compare_with_default(self) -> None:
+        """ "Compare with…": B starts as A's model, to be switched in B's picker or opened from a file."""
+        a = self.session.a.source
+        self.session.open_compare(a if a is not None else ModelSource.zoo(zoo.DEFAULT_MODEL))
+
+    def choose_model_file(self, side: Side = Side.A) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a model file", "", MODEL_FILE_FILTER)
+        if path:
+            self.open_model_file(path, side=side)
+
+    def show_layer_table(self) -> LayerTableView | None:
+        ex = self.session.a.exploration
+        if ex is None:
+            return None
+        table = LayerTableView()
+        table.setWindowFlag(Qt.WindowType.Window)
+        table.setParent(self, Qt.WindowType.Window)
+        table.setWindowTitle(f"Layers of {self.session.a.loaded.info.title}")
+        table.set_table(ex.table)
+        table.layer_activated.connect(self.set_layer_by_name)
+        table.resize(900, 600)
+        table.show()
+        return table
+
+    def _on_grid_options(self) -> None:
+        """Sort, scale or colours changed, or the grid's shape calls for other columns."""
+        before = self.session.options
+        self.session.set_options(**self.centre_a.options())
+        if self.session.options == before:
+            self._on_options()  # only the tiling changed: draw the same layer again
+
+    @property
+    def max_layer_bytes(self) -> int:
+        return self.sides[Side.A].max_layer_bytes
+
+    @max_layer_bytes.setter
+    def max_layer_bytes(self, value: int) -> None:  # per captured layer; larger ones keep only their shape
+        for sv in self.sides.values():
+            sv.max_layer_bytes = value
+
+    # -- models -----------------------------------------------------------------------------------
+    def _choose(self, side: Side, key: str) -> None:
+        source = self._source_for(key)
+        if source is not None:
+            self.notice_label.setVisible(False)
+            self.session.choose_source(side, source)
+
+    def _source_for(self, key: str) -> ModelSource | None:
+        if key.startswith("zoo:"):
+            return ModelSource.zoo(key[4:])
+        for state in self.session.sides:
+            if state is not None and state.source is not None and state.source.key == key:
+                return state.source
+        return ModelSource.file(Path(key[5:])) if key.startswith("file:") else None
+
+    def _on_source(self, side: Side) -> None:
+        state = self.session.side(side)
+        if state is not None and state.source is not None:
+            (self.bar_a if side is Side.A else self.bar_b).select(state.source.key)
+            latest = self.sides[side].models.latest_key
+            if latest is not None and latest[:2] == ("model", state.source.key) and latest[2] is None:
+                return  # already being opened with its own picture (open_model_file with an image)
+            self._run(side)
+
+    def _run(self, side: Side, *, image_path: Path | None = None, allow_download: bool = True) -> None:
+        state = self.session.side(side)
+        if state is None or state.source is None or self._shut_down:
+            return
+        if image_path is None and self.session.image is None:
+            return
+        cached = self.sides[side].cached_result(state.source) if image_path is None else None
+        if cached is not None:
+            self.sides[side].models.cancel()  # whatever was running is stale now
+            self.session.set_result(side, state.source, *cached)
+            return
+        if not self.isVisible() and image_path is None:
+            self._stale = True  # nobody is looking: run when the page is shown
+            return
+        self.sides[side].run(state.source, image_path=image_path, allow_download=allow_download)
+
+    def _on_model_ready(self, run: ModelRun) -> None:
+        side = next(
+            (
+                s
+                for s in self.session.active_sides()
+                if (st := self.session.side(s)) is not None
+                and st.source is not None
+                and st.source.key == run.source.key
+            ),
+            None,
+        )
+        if side is None:
+            return
+        if run.image is not None:
+            self.session.set_image(run.image)
+        self.session.set_result(side, run.source, run.loaded, run.exploration)
+        self.status_message.emit(text.loaded_message(run.loaded, run.exploration))
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self._stale = False
+            for side in self.session.active_sides():
+                self._run(side)
+
+    # -- keys -------------------------------------------------------------------------------------
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.KeyPress and self._handle_key(event):  # type: ignore[arg-type]
+            return True
+        return super().eventFilter(obj, event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if not self._handle_key(event):
+            super().keyPressEvent(event)
+
+    def _handle_key(self, event: QKeyEvent) -> bool:
+        if event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+            return False
+        key = Qt.Key(event.key())
+        if key in _STEP_KEYS:
+            self.step_layer(_STEP_KEYS[key])
+        elif key in _CHANNEL_KEYS:
+            self.step_channel(_CHANNEL_KEYS[key])
+        elif key == Qt.Key.Key_Home:
+            self.set_layer(0)
+        elif key == Qt.Key.Key_End:
+            self.set_layer(len(self.rows) - 1)
+        else:
+            return False
+        return True
+
+    # -- the cursor -------------------------------------------------------------------------------
+    @Slot()
+    def next_layer(self) -> None:
+        self.step_layer(1)
+
+    @Slot()
+    def previous_layer(self) -> None:
+        self.step_layer(-1)
+
+    def step_layer(self, delta: int) -> None:
+        self.session.step(delta)
+
+    def set_layer(self, index: int) -> None:
+        self.session.select_layer_index(index)
+
+    def set_layer_by_name(self, name: str) -> None:
+        self.session.select_layer(name)
+
+    def layer_names(self) -> list[str]:
+        return self.session.layer_names()
+
+    def select_channel(self, channel: int | None, unit: tuple[int, int] | None = None) -> None:
+        self.session.select_channel(channel, unit)
+
+    def step_channel(self, delta: int) -> None:
+        """Next / previous channel in the grid's order."""
+        order = self.grid.order
+        channel = self.session.cursor.channel
+        if channel is None or order.size == 0:
+            return
+        where = (order == channel).nonzero()[0]
+        pos = int(where[0]) if where.size else 0
+        self.select_channel(int(order[max(0, min(order.size - 1, pos + delta))]))
+
+    def _on_chart_layer(self, layer: str) -> None:
+        if layer in self.layer_names():
+            self.set_layer_by_name(layer)
+
+    def _request_weight_changes(self) -> None:
+        a, b = self.session.a, self.session.b
+        if b is None or a.loaded is None or b.loaded is None or a.exploration is None:
+            self.weight_chart.clear("")
+            return
+        if not self.session.pairing.by_name:
+            self.weight_chart.clear(
+                "Different architectures: their weights cannot be compared layer by layer."
+            )
+            return
+        self.weights_runner.request(
+            ("weights", a.source.key, b.source.key),
+            weight_changes,
+            a.loaded.model,
+            b.loaded.model,
+            a.exploration.table,
+            on_result=self._on_weight_changes,
+            on_failed=lambda exc: self.weight_chart.clear(f"Cannot compare the weights: {exc}"),
+            name="weight change",
+        )
+
+    def _on_weight_changes(self, changes: list) -> None:
+        self.weight_chart.set_changes(changes)
+        self.weight_chart.mark(self.session.cursor.layer)
+
+
+def _run_start_model(path: Path) -> str | None:
+    """The zoo model a fine-tuning run started from, when ``path`` is one of its checkpoints."""
+    config = path.parent / "config.json"
+    if path.suffix != ".pt" or not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(name, str) or data.get("strategy") == "scratch":
+        return None
+    try:
+        zoo.get_info(name)
+    except zoo.ModelLoadError:
+        return None
+    return name
