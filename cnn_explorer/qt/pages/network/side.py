@@ -27,9 +27,10 @@ from cnn_explorer.core.explorer.tasks import (
     ViewRequest,
     compute_cam,
     image_key,
+    prepare_view,
     run_model,
 )
-from cnn_explorer.core.features import MAX_LAYER_BYTES, Exploration, LayerStats, LayerView, prepare_layer_view
+from cnn_explorer.core.features import MAX_LAYER_BYTES, Exploration, LayerStats, LayerView
 from cnn_explorer.qt.pages.network.centre import CentrePanel
 from cnn_explorer.qt.pages.network.model_bar import ModelBar
 from cnn_explorer.qt.workers import LatestRunner
@@ -73,18 +74,7 @@ def prepare_layer(
 ) -> PreparedLayer:
     """Worker body: a layer's view (if it can be drawn) and facts, all numpy and plain values."""
     row = exploration.table.row(layer)
-    view = None
-    if request is not None:
-        view = prepare_layer_view(
-            exploration.capture,
-            layer,
-            sort_by=request.sort_by,
-            normalize=request.normalize,
-            cmap=request.cmap,
-            columns=request.columns,
-            stats=stats,
-            control=control,
-        )
+    view = prepare_view(exploration, request, stats, control) if request is not None else None
     return PreparedLayer(view, layer_facts(model, row))  # type: ignore[arg-type]
 
 
