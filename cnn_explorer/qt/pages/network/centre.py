@@ -109,6 +109,10 @@ class CentrePanel(QWidget):
         self.channel_view.cell_clicked.connect(self.unit_clicked)
         self.input_view.cell_clicked.connect(self.input_clicked)
 
+    def set_title(self, html: str) -> None:
+        """A label in front of the layer's name ("A", "B" in compare mode)."""
+        self._title = html
+
     # -- options ---------------------------------------------------------------------------------------
     def options(self) -> dict[str, str]:
         return {

@@ -6,7 +6,6 @@ Every method reads the session and pushes plain values and numpy arrays into the
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 
@@ -17,9 +16,7 @@ from cnn_explorer.core.explorer.session import Side
 from cnn_explorer.core.explorer.tasks import ModelSource
 from cnn_explorer.core.features import LayerView, receptive_region
 from cnn_explorer.core.layers import LayerRow
-from cnn_explorer.core.trust import TrustDecision
 from cnn_explorer.qt.pages.network.centre import RF_COLOUR
-from cnn_explorer.qt.widgets.code_consent import CodeConsentDialog
 
 # A layer worth a picture, per model: mid-network, where the sample cat's eyes, stripes and whiskers
 # light up separate channels. Other models use the first activation at a quarter of the input size.
@@ -61,6 +58,11 @@ class Drawing:
     def cam(self) -> CamResult | None:
         return self._cams.get(Side.A) if self.session.cam.enabled else None
 
+    def cam_for(self, side: Side) -> CamResult | None:
+        """The Grad-CAM drawn over ``side``'s picture now, if any."""
+        cam = self._cams.get(side) if self.session.cam.enabled else None
+        return cam if isinstance(cam, CamResult) else None
+
     @property
     def image(self):
         return self.session.image
@@ -83,141 +85,6 @@ class Drawing:
 
     def _bar(self, side: Side):
         return self.bar_a if side is Side.A else self.bar_b
-
-    def _on_model_event(self, side: Side) -> None:
-        state = self.session.side(side)
-        if state is None or state.loaded is None or state.source is None:
-            return
-        bar, loaded, source = self._bar(side), state.loaded, state.source
-        if source.path is not None:
-            label = text.file_label(source.path, loaded)
-            for b in (self.bar_a, self.bar_b):
-                b.add_file_entry(source.key, label, str(source.path))
-        else:
-            status = text.PickerStatus.UNTRAINED if not loaded.trained else text.PickerStatus.PRETRAINED
-            bar.set_entry(source.key, loaded.info.title, status, loaded.weights_detail)
-        bar.select(source.key)
-        bar.show_badge(text.weights_badge(loaded))
-        self._cams.pop(side, None)
-        ex = state.exploration
-        if ex is None:
-            if side is Side.A:
-                self._show_nothing(f"{source.label} is loaded. Open an image to run it.")
-            return
-        untrained = loaded.weights is zoo.WeightsSource.UNTRAINED
-        if side is Side.A:
-            self.sides[Side.A].forget_views()
-            too_large = {a.name for a in ex.capture if a.too_large}
-            self.layer_panel.set_rows(self.session.rows, too_large)
-            self.layer_panel.summary.setText(text.layer_summary(ex.table, len(too_large)))
-            self.side_panel.show_predictions(ex.predictions, untrained)
-            try:
-                default = f"Last spatial layer ({default_cam_layer(ex.table)})"
-            except ValueError:
-                default = "Last spatial layer (none)"
-            self.side_panel.cam_layer_combo.setItemText(0, default)
-            if not self.session.rows:
-                self.centre_a.clear(text.NO_LAYERS_TEXT)
-                self._draw_input(Side.A)
-        else:
-            self.sides[Side.B].forget_views()
-            self.compare_panel.b_predictions.set_predictions(ex.predictions)
-            self.compare_panel.b_untrained.setVisible(untrained)
-            if not state.rows:
-                self.centre_b.clear(text.NO_LAYERS_TEXT)
-        self._show_pairing()
-        self._request_weight_changes()
-        self._request_cams()
-
-    def _show_pairing(self) -> None:
-        label = self.layer_panel.pairing_label
-        label.setVisible(self.session.comparing)
-        if self.session.comparing:
-            label.setText(self.session.pairing.label)
-
-    def _on_compare(self) -> None:
-        on = self.session.comparing
-        self.bar_b.setVisible(on)
-        self.centre_b.setVisible(on)
-        self.compare_panel.setVisible(on)
-        self.bar_a.title_label.setText("A" if on else "Model")
-        self.centre_a._title = f"<span style='color:{'#1f77b4'}'>A</span>" if on else ""
-        sizes = [240, 470, 470, 330] if on else [265, 615, 0, 360]
-        self.splitter.setSizes(sizes)
-        if not on:
-            self.sides[Side.B].shutdown_work()
-        self._show_pairing()
-        self._on_layer()
-
-    def _on_model_failed(self, source: ModelSource, exc: BaseException) -> None:
-        side = self._side_of(source)
-        if isinstance(exc, zoo.UntrustedCodeError):
-            self._ask_to_run_code(side, source, exc)
-            return
-        if isinstance(exc, zoo.ModelLoadError):
-            message = str(exc)
-        elif source.path is not None:
-            message = f"Cannot open {source.path.name}: {type(exc).__name__}: {exc}"
-        else:
-            message = f"{source.label} could not run: {type(exc).__name__}: {exc}"
-        self._fail(side, message)
-
-    def _fail(self, side: Side, message: str) -> None:
-        self.notice_label.setText(message)
-        self.notice_label.setVisible(True)
-        self.status_message.emit(message)
-        self._revert(side, message)
-
-    def _revert(self, side: Side, message: str = "") -> None:
-        """The picker goes back to what is on screen."""
-        self.session.revert_choice(side, message)
-        state = self.session.side(side)
-        if state is not None and state.shown is not None:
-            self._bar(side).select(state.shown.key)
-
-    def _side_of(self, source: ModelSource) -> Side:
-        b = self.session.b
-        return Side.B if b is not None and b.source is not None and b.source.key == source.key else Side.A
-
-    def _ask_to_run_code(self, side: Side, source: ModelSource, exc: zoo.UntrustedCodeError) -> None:
-        """TorchScript runs code: open it only with the user's (possibly remembered) consent."""
-        decision = self.code_trust.decision(exc.sha256)
-        if decision is TrustDecision.UNKNOWN:
-            dialog = CodeConsentDialog(exc.path, exc.sha256, self)
-            dialog.finished.connect(lambda _r: self._on_code_consent(side, dialog, source))
-            dialog.open()
-            return
-        self._act_on_consent(side, source, exc.path, decision)
-
-    def _on_code_consent(self, side: Side, dialog: CodeConsentDialog, source: ModelSource) -> None:
-        dialog.store(self.code_trust)
-        dialog.deleteLater()
-        self._act_on_consent(side, source, dialog.path, dialog.decided)
-
-    def _act_on_consent(self, side: Side, source: ModelSource, path: Path, decision: TrustDecision) -> None:
-        if decision is TrustDecision.TRUSTED:
-            trusted = dataclasses.replace(source, trust_code=True)
-            state = self.session.side(side)
-            if state is not None:
-                state.source = trusted
-            self.sides[side].run(trusted)
-            return
-        self._fail(side, f"Did not open {path.name}: its code was not allowed to run.")
-
-    def _on_model_cancelled(self, source: ModelSource, downloading: bool) -> None:
-        side = self._side_of(source)
-        if downloading and source.name is not None:
-            # The user stopped a weights download: the architecture can still be explored, untrained.
-            self.sides[side].run(source, allow_download=False)
-            self.notice_label.setText(
-                f"Download of the {source.label} weights cancelled: showing it UNTRAINED (random weights)."
-            )
-            self.notice_label.setVisible(True)
-            return
-        self.status_message.emit(f"Stopped {source.label}.")
-        self._revert(side)
-        if not self.session.a.ready:
-            self._show_nothing("Stopped. Choose a model to run it on the picture.")
 
     # -- layers -----------------------------------------------------------------------------------
     def _on_layer(self) -> None:

@@ -8,7 +8,6 @@ calls, session events become widget updates. Each side's work runs through its :
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
@@ -17,9 +16,8 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QSplitter, QVBoxLayout, QWidg
 
 from cnn_explorer.core import zoo
 from cnn_explorer.core.explorer import text
-from cnn_explorer.core.explorer.compare import weight_changes
 from cnn_explorer.core.explorer.session import ExplorerSession, Side
-from cnn_explorer.core.explorer.tasks import ModelRun, ModelSource
+from cnn_explorer.core.explorer.tasks import ModelSource
 from cnn_explorer.core.images import LoadedImage
 from cnn_explorer.core.trust import CodeTrust
 from cnn_explorer.qt import style
@@ -29,6 +27,7 @@ from cnn_explorer.qt.pages.network.compare_panel import ComparePanel
 from cnn_explorer.qt.pages.network.drawing import Drawing
 from cnn_explorer.qt.pages.network.layer_panel import LayerPanel
 from cnn_explorer.qt.pages.network.model_bar import ModelBar
+from cnn_explorer.qt.pages.network.models import ModelBinding, run_start_model
 from cnn_explorer.qt.pages.network.side import Caches, SideView
 from cnn_explorer.qt.pages.network.side_panel import SidePanel
 from cnn_explorer.qt.widgets.layer_table_view import LayerTableView
@@ -39,7 +38,7 @@ _STEP_KEYS = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_PageUp: -10, Qt.
 _CHANNEL_KEYS = {Qt.Key.Key_Left: -1, Qt.Key.Key_Right: 1}
 
 
-class NetworkPage(Drawing, Page):
+class NetworkPage(ModelBinding, Drawing, Page):
     title = "Network explorer"
     view_ready = Signal(str)  # the current layer's view (grid, statistics, channel) is on screen; its name
 
@@ -202,7 +201,7 @@ class NetworkPage(Drawing, Page):
         hint = self.session.a.source.name if self.session.a.source is not None else None
         source = ModelSource.file(path, hint)
         self.caches.forget_model(source.key)  # the file may have changed since it was last opened
-        start = _run_start_model(path)
+        start = run_start_model(path)
         image_path = Path(image) if image is not None else None
         if side is Side.A and start is not None:
             if image_path is not None:
@@ -260,64 +259,6 @@ class NetworkPage(Drawing, Page):
     def max_layer_bytes(self, value: int) -> None:  # per captured layer; larger ones keep only their shape
         for sv in self.sides.values():
             sv.max_layer_bytes = value
-
-    # -- models -----------------------------------------------------------------------------------
-    def _choose(self, side: Side, key: str) -> None:
-        source = self._source_for(key)
-        if source is not None:
-            self.notice_label.setVisible(False)
-            self.session.choose_source(side, source)
-
-    def _source_for(self, key: str) -> ModelSource | None:
-        if key.startswith("zoo:"):
-            return ModelSource.zoo(key[4:])
-        for state in self.session.sides:
-            if state is not None and state.source is not None and state.source.key == key:
-                return state.source
-        return ModelSource.file(Path(key[5:])) if key.startswith("file:") else None
-
-    def _on_source(self, side: Side) -> None:
-        state = self.session.side(side)
-        if state is not None and state.source is not None:
-            (self.bar_a if side is Side.A else self.bar_b).select(state.source.key)
-            latest = self.sides[side].models.latest_key
-            if latest is not None and latest[:2] == ("model", state.source.key) and latest[2] is None:
-                return  # already being opened with its own picture (open_model_file with an image)
-            self._run(side)
-
-    def _run(self, side: Side, *, image_path: Path | None = None, allow_download: bool = True) -> None:
-        state = self.session.side(side)
-        if state is None or state.source is None or self._shut_down:
-            return
-        if image_path is None and self.session.image is None:
-            return
-        cached = self.sides[side].cached_result(state.source) if image_path is None else None
-        if cached is not None:
-            self.sides[side].models.cancel()  # whatever was running is stale now
-            self.session.set_result(side, state.source, *cached)
-            return
-        if not self.isVisible() and image_path is None:
-            self._stale = True  # nobody is looking: run when the page is shown
-            return
-        self.sides[side].run(state.source, image_path=image_path, allow_download=allow_download)
-
-    def _on_model_ready(self, run: ModelRun) -> None:
-        side = next(
-            (
-                s
-                for s in self.session.active_sides()
-                if (st := self.session.side(s)) is not None
-                and st.source is not None
-                and st.source.key == run.source.key
-            ),
-            None,
-        )
-        if side is None:
-            return
-        if run.image is not None:
-            self.session.set_image(run.image)
-        self.session.set_result(side, run.source, run.loaded, run.exploration)
-        self.status_message.emit(text.loaded_message(run.loaded, run.exploration))
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
@@ -389,47 +330,3 @@ class NetworkPage(Drawing, Page):
     def _on_chart_layer(self, layer: str) -> None:
         if layer in self.layer_names():
             self.set_layer_by_name(layer)
-
-    def _request_weight_changes(self) -> None:
-        a, b = self.session.a, self.session.b
-        if b is None or a.loaded is None or b.loaded is None or a.exploration is None:
-            self.weight_chart.clear("")
-            return
-        if not self.session.pairing.by_name:
-            self.weight_chart.clear(
-                "Different architectures: their weights cannot be compared layer by layer."
-            )
-            return
-        self.weights_runner.request(
-            ("weights", a.source.key, b.source.key),
-            weight_changes,
-            a.loaded.model,
-            b.loaded.model,
-            a.exploration.table,
-            on_result=self._on_weight_changes,
-            on_failed=lambda exc: self.weight_chart.clear(f"Cannot compare the weights: {exc}"),
-            name="weight change",
-        )
-
-    def _on_weight_changes(self, changes: list) -> None:
-        self.weight_chart.set_changes(changes)
-        self.weight_chart.mark(self.session.cursor.layer)
-
-
-def _run_start_model(path: Path) -> str | None:
-    """The zoo model a fine-tuning run started from, when ``path`` is one of its checkpoints."""
-    config = path.parent / "config.json"
-    if path.suffix != ".pt" or not config.is_file():
-        return None
-    try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    name = data.get("model") if isinstance(data, dict) else None
-    if not isinstance(name, str) or data.get("strategy") == "scratch":
-        return None
-    try:
-        zoo.get_info(name)
-    except zoo.ModelLoadError:
-        return None
-    return name
