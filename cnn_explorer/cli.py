@@ -63,7 +63,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     shot = sub.add_parser("screenshot", help="render each page to a PNG (offscreen)")
-    shot.add_argument("outdir", metavar="OUTDIR", help="folder for ops.png, network.png, finetune.png")
+    shot.add_argument("outdir", metavar="OUTDIR", help="folder for the PNGs (one per page, and compare.png)")
     shot.add_argument("--image", metavar="PATH", help="image to load instead of the sample photo")
     shot.add_argument("--size", default="1400x900", help="window size WIDTHxHEIGHT (default 1400x900)")
     shot.set_defaults(func=_screenshot)

@@ -1266,3 +1266,24 @@ def resume_with_logs(
         return (yield from events)
     finally:
         events.close()  # a stop while waiting here still saves last.pt
+
+
+def demo_compare_run(root: Path) -> Path:
+    """A real, small fine-tuning run for pictures of compare mode: EfficientNet-Lite0 with its top blocks
+    fine-tuned for one epoch on the bundled silhouettes (seconds on a laptop). Returns the run folder."""
+    from cnn_explorer.core.data import write_animal_dataset
+
+    data = write_animal_dataset(root / "animal_shapes", per_class=8)
+    config = TrainConfig(
+        data=str(data),
+        model=zoo.DEFAULT_MODEL,
+        strategy="fine-tune-top",
+        top_blocks=10,
+        epochs=1,
+        batch_size=8,
+        augmentation=Augmentation.none(),
+        allow_download=False,
+    )
+    run = root / "runs" / "silhouettes_fine-tune-top"
+    run_to_end(fit(config, run))
+    return run

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEventLoop, QSettings, QTimer
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from cnn_explorer.core.images import assets_dir
 
@@ -92,7 +92,29 @@ def screenshot(
         if not window.grab().save(str(path)):
             raise RuntimeError(f"could not write {path}")
         written.append(path)
+    network = next((p for p in window.pages if type(p).__name__ == "NetworkPage"), None)
+    if network is not None:
+        written.append(_compare_screenshot(window, network, outdir / "compare.png"))
     window.close()
     app.processEvents()
     (outdir / ".screenshot-settings.ini").unlink(missing_ok=True)
     return written
+
+
+def _compare_screenshot(window: QWidget, network: QWidget, path: Path) -> Path:
+    """The explorer comparing a real fine-tuned run (trained here, in seconds) with its pretrained start."""
+    import tempfile
+
+    from cnn_explorer.core.training import demo_compare_run
+
+    with tempfile.TemporaryDirectory(prefix="cnn-explorer-compare-") as tmp:
+        run = demo_compare_run(Path(tmp))  # (before the page is shown: nothing to repaint meanwhile)
+        window.show_page(window.pages.index(network))
+        network.open_model_file(run / "best.pt")
+        wait_until(lambda: not window.is_busy(), 300)
+        network.prepare_compare_screenshot()
+        wait_until(lambda: not window.is_busy(), 300)
+        wait_until(lambda: False, 0.2)
+        if not window.grab().save(str(path)):
+            raise RuntimeError(f"could not write {path}")
+    return path

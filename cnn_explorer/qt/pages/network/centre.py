@@ -82,7 +82,7 @@ class CentrePanel(QWidget):
         self.input_view = MapView("Input", max_numbers_side=0)
         self.channel_view = MapView("Channel", max_numbers_side=10)
         for view in (self.input_view, self.channel_view):
-            view.graphics.setMinimumSize(130, 130)
+            view.graphics.setMinimumSize(120, 120)
             view.title_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
             view.caption_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
             # Room for three lines of caption, so a caption one line longer or shorter at the next layer
@@ -112,6 +112,15 @@ class CentrePanel(QWidget):
     def set_title(self, html: str) -> None:
         """A label in front of the layer's name ("A", "B" in compare mode)."""
         self._title = html
+
+    def set_narrow(self, narrow: bool) -> None:
+        """Compare mode: the option boxes shrink so that A and B can share the width."""
+        policy = QComboBox.SizeAdjustPolicy
+        for combo in (self.sort_combo, self.scale_combo, self.cmap_combo):
+            combo.setSizeAdjustPolicy(
+                policy.AdjustToMinimumContentsLengthWithIcon if narrow else policy.AdjustToContentsOnFirstShow
+            )
+            combo.setMinimumContentsLength(4 if narrow else 0)
 
     # -- options ---------------------------------------------------------------------------------------
     def options(self) -> dict[str, str]:

@@ -30,7 +30,7 @@ class WeightChangeChart(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.plot_widget = pg.PlotWidget()
-        self.plot_widget.setMinimumHeight(150)
+        self.plot_widget.setMinimumHeight(170)
         self.plot_widget.setBackground("w")
         self.plot = self.plot_widget.getPlotItem()
         self.plot.setLabel("left", "relative change")
@@ -46,8 +46,15 @@ class WeightChangeChart(QWidget):
         self.caption = QLabel()
         self.caption.setWordWrap(True)
         self.caption.setStyleSheet(style.SMALL_MUTED_STYLE)
+        # A word-wrapped label asks for one line in a scroll area; room for four keeps it off the plot.
+        self.caption.setMinimumHeight(4 * self.caption.fontMetrics().lineSpacing() + 4)
+        formula = QLabel("Each bar: ‖W_B − W_A‖ / ‖W_A‖ of one layer's weights; 0 = frozen.")
+        formula.setWordWrap(True)
+        formula.setStyleSheet(style.SMALL_MUTED_STYLE)
+        formula.setMinimumHeight(2 * formula.fontMetrics().lineSpacing() + 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(formula)
         layout.addWidget(self.plot_widget)
         layout.addWidget(self.caption)
         self.changes: list[WeightChange] = []
@@ -118,11 +125,14 @@ class ComparePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(6)
-        change_box = QGroupBox("Which layers did B change? ‖W_B − W_A‖ / ‖W_A‖")
+        change_box = QGroupBox("Which layers did B change?")
         self.chart = WeightChangeChart()
         QVBoxLayout(change_box).addWidget(self.chart)
         self.difference = MapView("Difference B − A", max_numbers_side=10)
         self.difference.graphics.setMinimumSize(150, 150)
+        self.difference.caption_label.setMinimumHeight(
+            3 * self.difference.caption_label.fontMetrics().lineSpacing() + 2
+        )
         self.b_box, self.b_predictions, self.b_untrained = predictions_box("B: top-5 predictions")
         layout.addWidget(change_box)
         layout.addWidget(self.difference)

@@ -268,6 +268,17 @@ class Drawing:
         self._draw_input(side)
 
     # -- the screenshot ---------------------------------------------------------------------------
+    def prepare_compare_screenshot(self) -> None:
+        """Compare mode at the first layer fine-tuning changed, with a telling channel and Grad-CAM."""
+        if not self.session.comparing or not self.rows:
+            return
+        changed = {c.layer for c in self.weight_chart.changes if c.relative_change > 0}
+        index = _first_changed_activation(self.rows, changed)
+        self.sort_combo.setCurrentIndex(self.sort_combo.findData("mean"))
+        self.session.select_channel(None)
+        self._telling_wanted = True
+        self.set_layer(index if index is not None else _quarter_size_layer(self.rows))
+
     def prepare_screenshot(self) -> None:
         """Step into a mid-network layer, pick a channel that found part of the cat, show its field."""
         if self.exploration is None or not self.rows:
@@ -283,6 +294,16 @@ class Drawing:
         if view is not None and view.name == names[index] and view.spatial:
             self._telling_wanted = False
             self.session.select_channel(_telling_channel(view.values))
+
+
+def _first_changed_activation(rows: list[LayerRow], changed: set[str]) -> int | None:
+    """The first activation after the first layer whose weights changed (where fine-tuning shows)."""
+    seen = False
+    for i, row in enumerate(rows):
+        seen = seen or row.name in changed
+        if seen and row.spatial and row.kind == "layer" and ("ReLU" in row.type or "SiLU" in row.type):
+            return i
+    return None
 
 
 def _class_name(loaded: zoo.LoadedModel, index: int) -> str:

@@ -7,6 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
+
 from cnn_explorer.core import zoo
 from cnn_explorer.core.cam import default_cam_layer
 from cnn_explorer.core.explorer import text
@@ -135,12 +137,25 @@ class ModelBinding:
         self.compare_panel.setVisible(on)
         self.bar_a.title_label.setText("A" if on else "Model")
         self.centre_a.set_title(f"<span style='color:{style.SIDE_A}'>A</span>" if on else "")
-        sizes = [240, 470, 470, 330] if on else [265, 615, 0, 360]
-        self.splitter.setSizes(sizes)
+        # Two models need the room: A's own details and statistics give way to the comparison.
+        self.side_panel.set_compact(on)
+        self.centre_a.set_narrow(on)
+        self.layer_panel.setMinimumWidth(180 if on else 220)
+        self._share_width()
+        QTimer.singleShot(0, self._share_width)  # again once the new widgets have been laid out
         if not on:
             self.sides[Side.B].shutdown_work()
         self._show_pairing()
         self._on_layer()
+
+    def _share_width(self) -> None:
+        """A and B get equal halves of what the layer list and the side panel leave."""
+        total = max(self.splitter.width(), 900)
+        if self.session.comparing:
+            half = (total - 190 - 300) // 2
+            self.splitter.setSizes([190, half, half, 300])
+        else:
+            self.splitter.setSizes([265, total - 265 - 360, 0, 360])
 
     def _on_model_failed(self, source: ModelSource, exc: BaseException) -> None:
         side = self._side_of(source)

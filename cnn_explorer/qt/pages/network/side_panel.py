@@ -113,6 +113,12 @@ class SidePanel(QScrollArea):
         self.predictions.class_clicked.connect(self._on_prediction_clicked)
         self.tabs.currentChanged.connect(self.tab_changed)
 
+    def set_compact(self, compact: bool) -> None:
+        """Compare mode: the comparison's charts instead of side A's details, statistics and filters."""
+        self.details_box.setVisible(not compact)
+        self.tabs.setVisible(not compact)
+        self.setMinimumWidth(260 if compact else 290)
+
     @property
     def filters_shown(self) -> bool:
         return self.tabs.currentWidget() is self.filter_view
