@@ -20,7 +20,14 @@ For each step, from the step call until the layer is shown and painted:
 - "shown": wall time until painted, the latency the user sees (includes the worker's time).
 
 A 5 ms QTimer heartbeat runs throughout; its longest gap is the longest stall a user would feel.
-Target: no stall above 50 ms (except painting a huge grid).
+
+Then compare mode against single mode, interleaved over ``--rounds`` rounds: the same layers stepped
+one at a time from scratch (kept views forgotten first), once with A alone and once with A | B (B: the
+same architecture from the zoo, as when comparing a run with its pretrained start). Printed as the ratio
+of the medians, compare / single.
+
+Targets (the explorer issue): longest stall while holding ↓ < 50 ms; median time until a first-visit
+layer is shown < 40 ms; compare-mode stepping ≤ 1.6 × single mode.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ from PySide6.QtWidgets import QApplication
 from cnn_explorer.qt.app import make_app, wait_until
 
 STALL_TARGET_MS = 50.0
+FIRST_VISIT_TARGET_MS = 40.0
+COMPARE_TARGET = 1.6
 HOLD_INTERVAL_MS = 33  # key auto-repeat is ~30 per second
 
 
@@ -163,6 +172,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="layers stepped in each phase (default 40)")
     parser.add_argument("--start", type=int, default=0, help="layer to start from (default 0)")
+    parser.add_argument("--rounds", type=int, default=3, help="single/compare rounds (default 3)")
+    parser.add_argument("--compare-steps", type=int, default=20, help="layers per compare round")
     args = parser.parse_args()
 
     TimedApplication([])
@@ -206,6 +217,7 @@ def main() -> None:
         hold_steps = min(steps, len(page.rows) - 1 - page.layer_index)
         hold = hold_key(app, page, monitor, busy, hold_steps)
         last = page.current_row.name if page.current_row is not None else "?"
+        rounds = compare_rounds(app, page, monitor, busy, args)
         monitor.heartbeat.stop()
         window.close()
         app.processEvents()
@@ -229,6 +241,54 @@ def main() -> None:
     worst = max(fwd["gap"], back["gap"], hold["gap"])
     verdict = "within" if worst < STALL_TARGET_MS else "ABOVE"
     print(f"\nLongest stall overall: {worst:.1f} ms ({verdict} the {STALL_TARGET_MS:.0f} ms target)")
+
+    print(
+        f"\nCompare mode vs single mode, {args.rounds} interleaved rounds of {args.compare_steps} "
+        "first visits:"
+    )
+    ratios = {}
+    for key, label in (("latency", "shown"), ("busy", "busy"), ("cpu", "cpu")):
+        single = [statistics.median(r["single"][key]) for r in rounds]
+        compare = [statistics.median(r["compare"][key]) for r in rounds]
+        ratios[key] = statistics.median(c / s for c, s in zip(compare, single, strict=True))
+        print(
+            f"  {label:<6} single median {statistics.median(single):6.1f} ms, compare median "
+            f"{statistics.median(compare):6.1f} ms, ratio {ratios[key]:.2f}"
+        )
+    gaps = [r["compare"]["gap"] for r in rounds]
+    print(f"  longest stall in compare mode {max(gaps):.1f} ms")
+
+    first = statistics.median(fwd["latency"])
+    print("\nTargets:")
+    print(f"  longest stall while holding ↓: {hold['gap']:.1f} ms (target < {STALL_TARGET_MS:.0f})")
+    print(f"  median first-visit layer shown: {first:.1f} ms (target < {FIRST_VISIT_TARGET_MS:.0f})")
+    print(f"  compare / single stepping (shown): {ratios['latency']:.2f} (target ≤ {COMPARE_TARGET})")
+
+
+def compare_rounds(app, page, monitor: LoopMonitor, busy, args) -> list[dict]:
+    """Single and compare mode over the same layers, each from scratch, alternating."""
+    from cnn_explorer.core.explorer.session import Side
+    from cnn_explorer.core.explorer.tasks import ModelSource
+
+    start = max(1, len(page.rows) // 3)
+    steps = min(args.compare_steps, len(page.rows) - 1 - start)
+    out = []
+    for _ in range(args.rounds):
+        result = {}
+        for mode in ("single", "compare"):
+            if mode == "compare":
+                page.compare_with(ModelSource.zoo(page.loaded.info.name))
+            else:
+                page.session.close_compare()
+            wait_painted(monitor, busy)
+            page.set_layer(start)
+            wait_painted(monitor, busy)
+            for side in page.session.active_sides():
+                page.sides[Side(side)].forget_views()
+            result[mode] = step_one_at_a_time(app, page, monitor, busy, +1, steps)
+        out.append(result)
+    page.session.close_compare()
+    return out
 
 
 if __name__ == "__main__":

@@ -122,3 +122,19 @@ def test_both_grad_cams_and_closing_compare(compared, qtbot):
     assert not s.comparing and not page.centre_b.isVisible() and not page.bar_b.isVisible()
     page.next_layer()
     idle(qtbot, page)
+
+
+def test_open_in_explorer_with_a_validation_image_shows_it_on_both_sides(open_page, qtbot, feature_run):
+    """What the Fine-tune page's "Open in explorer" asks for: the run and one of its images."""
+    page = open_page(NetworkPage(), IDLE_MS)
+    page.set_image(open_image(ASSETS / "chelsea.png"))
+    idle(qtbot, page)
+    page.open_model_file(feature_run / "best.pt", image=ASSETS / "coffee.jpg")
+    idle(qtbot, page)
+    s = page.session
+    assert s.comparing and s.image.path.name == "coffee.jpg"
+    assert s.a.exploration is not None and s.b.exploration is not None
+    assert page.centre_a.input_view.data.shape == page.centre_b.input_view.data.shape == (224, 224, 3)
+    coffee = open_image(ASSETS / "coffee.jpg").pixels
+    for state in (s.a, s.b):
+        np.testing.assert_array_equal(state.exploration.pixels, state.loaded.preprocess.crop_pixels(coffee))

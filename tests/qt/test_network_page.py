@@ -21,6 +21,7 @@ from cnn_explorer.core.trust import CodeTrust, TrustDecision
 from cnn_explorer.qt import workers
 from cnn_explorer.qt.pages.network import NetworkPage, image_key
 from cnn_explorer.qt.widgets.code_consent import CodeConsentDialog
+from cnn_explorer.qt.widgets.layer_table_view import LayerTableView
 from cnn_explorer.qt.widgets.map_view import MapView
 
 IDLE_MS = 60_000
@@ -616,3 +617,14 @@ def test_torchscript_needs_consent_and_a_remembered_answer_is_kept(lenet, qtbot,
     page.open_model_file(path)
     answer_code_consent(qtbot, page, run=False)
     idle(qtbot, page)
+
+
+def test_the_whole_layer_table_opens_sorted_and_steps_to_a_row(lenet, qtbot):
+    page = lenet
+    qtbot.mouseClick(page.layer_panel.table_button, Qt.MouseButton.LeftButton)
+    [table] = [t for t in page.findChildren(LayerTableView) if t.isVisible()]
+    assert table.rows() == len(page.rows) and table.cell_text(0, "name") == "c1"
+    table.layer_activated.emit("f6")  # (a double-click on its row, as tests/qt/test_layer_widgets.py does)
+    idle(qtbot, page)
+    assert page.current_row.name == "f6" and page.view.name == "f6"
+    table.close()

@@ -42,6 +42,10 @@ class Drawing:
         return self.session.current_row(Side.A)
 
     @property
+    def layer_index(self) -> int:
+        return self.session.layer_index
+
+    @property
     def channel(self) -> int | None:
         return self.session.cursor.channel
 

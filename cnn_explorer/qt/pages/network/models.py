@@ -61,22 +61,11 @@ class ModelBinding:
             return
         self.sides[side].run(state.source, image_path=image_path, allow_download=allow_download)
 
-    def _on_model_ready(self, run: ModelRun) -> None:
-        side = next(
-            (
-                s
-                for s in self.session.active_sides()
-                if (st := self.session.side(s)) is not None
-                and st.source is not None
-                and st.source.key == run.source.key
-            ),
-            None,
-        )
-        if side is None:
-            return
-        if run.image is not None:
-            self.session.set_image(run.image)
-        self.session.set_result(side, run.source, run.loaded, run.exploration)
+    def _on_model_ready(self, side: Side, run: ModelRun) -> None:
+        if run.image is not None:  # the job opened a picture of its own: every side shows that one now
+            self.set_image(run.image)  # (this side's result is kept for it, so it is shown at once)
+        else:
+            self.session.set_result(side, run.source, run.loaded, run.exploration)
         self.status_message.emit(text.loaded_message(run.loaded, run.exploration))
 
     def _on_model_event(self, side: Side) -> None:
@@ -157,8 +146,7 @@ class ModelBinding:
         else:
             self.splitter.setSizes([265, total - 265 - 360, 0, 360])
 
-    def _on_model_failed(self, source: ModelSource, exc: BaseException) -> None:
-        side = self._side_of(source)
+    def _on_model_failed(self, side: Side, source: ModelSource, exc: BaseException) -> None:
         if isinstance(exc, zoo.UntrustedCodeError):
             self._ask_to_run_code(side, source, exc)
             return
@@ -182,10 +170,6 @@ class ModelBinding:
         state = self.session.side(side)
         if state is not None and state.shown is not None:
             self._bar(side).select(state.shown.key)
-
-    def _side_of(self, source: ModelSource) -> Side:
-        b = self.session.b
-        return Side.B if b is not None and b.source is not None and b.source.key == source.key else Side.A
 
     def _ask_to_run_code(self, side: Side, source: ModelSource, exc: zoo.UntrustedCodeError) -> None:
         """TorchScript runs code: open it only with the user's (possibly remembered) consent."""
@@ -212,8 +196,7 @@ class ModelBinding:
             return
         self._fail(side, f"Did not open {path.name}: its code was not allowed to run.")
 
-    def _on_model_cancelled(self, source: ModelSource, downloading: bool) -> None:
-        side = self._side_of(source)
+    def _on_model_cancelled(self, side: Side, source: ModelSource, downloading: bool) -> None:
         if downloading and source.name is not None:
             # The user stopped a weights download: the architecture can still be explored, untrained.
             self.sides[side].run(source, allow_download=False)

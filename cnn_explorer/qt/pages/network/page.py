@@ -52,9 +52,13 @@ class NetworkPage(ModelBinding, Drawing, Page):
         self._build()
         s = self.sides
         for side_view in s.values():
-            side_view.model_ready.connect(self._on_model_ready)
-            side_view.model_failed.connect(self._on_model_failed)
-            side_view.model_cancelled.connect(self._on_model_cancelled)
+            side_view.model_ready.connect(lambda run, sv=side_view: self._on_model_ready(sv.side, run))
+            side_view.model_failed.connect(
+                lambda src, exc, sv=side_view: self._on_model_failed(sv.side, src, exc)
+            )
+            side_view.model_cancelled.connect(
+                lambda src, dl, sv=side_view: self._on_model_cancelled(sv.side, src, dl)
+            )
             side_view.layer_ready.connect(lambda _p, sv=side_view: self._on_layer_ready(sv.side))
             side_view.cam_ready.connect(lambda res, sv=side_view: self._on_cam_ready(sv.side, res))
         self.weights_runner = LatestRunner(self)
