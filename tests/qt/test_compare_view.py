@@ -108,6 +108,8 @@ def test_switching_one_side_keeps_the_layer_and_channel(compared, qtbot):
     assert s.cursor.layer == "conv1" and not s.pairing.by_name
     assert "relative depth" in page.layer_panel.pairing_label.text()
     assert "Different architectures" in page.weight_chart.caption.text()
+    assert not page.weight_chart.plot_widget.isVisible()
+    assert "Different architectures" in page.compare_panel.difference.message_label.text()
 
 
 def test_both_grad_cams_and_closing_compare(compared, qtbot):

@@ -40,7 +40,9 @@ class WeightChangeChart(QWidget):
         self.plot.hideButtons()
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush=style.SIDE_B)
         self.missing = pg.ScatterPlotItem(symbol="o", size=7, pen=pg.mkPen(style.MUTED), brush=None)
-        self.current = pg.BarGraphItem(x=[], height=[], width=0.8, brush=None, pen=pg.mkPen("k", width=2))
+        # "You are here": a line at the cursor's layer (a bar outline would vanish where the change is 0).
+        self.current = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(style.SIDE_A, width=2))
+        self.current.setVisible(False)
         for item in (self.bars, self.missing, self.current):
             self.plot.addItem(item)
         self.caption = QLabel()
@@ -62,6 +64,7 @@ class WeightChangeChart(QWidget):
         self.plot.scene().sigMouseClicked.connect(self._on_click)
 
     def set_changes(self, changes: Sequence[WeightChange]) -> None:
+        self.plot_widget.setVisible(True)
         self.changes = list(changes)
         values = np.array([c.relative_change for c in self.changes], dtype=np.float64)
         finite = np.isfinite(values)
@@ -84,14 +87,19 @@ class WeightChangeChart(QWidget):
             parts.append("; ".join(notes[:2]))
         self.caption.setText(". ".join(parts) + ".")
         self.plot.setXRange(-1, max(1, len(values)), padding=0)
-        self.plot.enableAutoRange(axis="y")
+        top = float(np.nanmax(self.heights)) if self.heights.size else 0.0
+        if top > 0:
+            self.plot.setYRange(0, top * 1.05, padding=0)
+        else:  # nothing changed: a flat line at 0 on a plain 0..1 scale, not an autoscaled 1e-12
+            self.plot.setYRange(0, 1, padding=0)
 
     def clear(self, message: str = "") -> None:
+        self.plot_widget.setVisible(not message)  # a message in place of an empty chart
         self.changes = []
         self.heights = np.zeros(0)
         self.bars.setOpts(x=[], height=[])
         self.missing.setData(x=[], y=[])
-        self.current.setOpts(x=[], height=[])
+        self.current.setVisible(False)
         self.caption.setText(message)
 
     def mark(self, layer: str | None) -> None:
@@ -99,10 +107,10 @@ class WeightChangeChart(QWidget):
         names = [c.layer for c in self.changes]
         module = layer.split("#", 1)[0] if layer else None
         if module in names:
-            i = names.index(module)
-            self.current.setOpts(x=[i], height=[max(self.heights[i], 1e-12)])
+            self.current.setValue(names.index(module))
+            self.current.setVisible(True)
         else:
-            self.current.setOpts(x=[], height=[])
+            self.current.setVisible(False)
 
     def change_of(self, layer: str) -> float | None:
         for c in self.changes:
@@ -138,8 +146,17 @@ class ComparePanel(QWidget):
         layout.addWidget(self.difference)
         layout.addWidget(self.b_box)
 
-    def show_difference(self, a: np.ndarray | None, b: np.ndarray | None, title: str) -> None:
+    def show_difference(
+        self, a: np.ndarray | None, b: np.ndarray | None, title: str, *, paired_by_name: bool = True
+    ) -> None:
         """B − A of the selected channel, on a diverging scale centred at 0."""
+        if not paired_by_name:
+            self.difference.clear_map(
+                "Different architectures: their channels are different features, so B − A would mean nothing."
+            )
+            self.difference.set_title("Difference B − A")
+            self.difference.set_caption("")
+            return
         if a is None or b is None:
             self.difference.clear_map("Pick a channel on a spatial layer to see B − A.")
             self.difference.set_title("Difference B − A")

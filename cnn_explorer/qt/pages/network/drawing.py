@@ -158,7 +158,12 @@ class Drawing:
         self._draw_filters()
         if self.session.comparing:
             c = self.session.cursor.channel
-            self.compare_panel.show_difference(diff[0], diff[1], f"Difference B − A, channel {c}")
+            self.compare_panel.show_difference(
+                diff[0],
+                diff[1],
+                f"Difference B − A, channel {c}",
+                paired_by_name=self.session.pairing.by_name,
+            )
 
     def _draw_filters(self) -> None:
         prepared = self.sides[Side.A].shown
