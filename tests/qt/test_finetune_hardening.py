@@ -48,7 +48,7 @@ def test_a_disk_that_fills_up_during_training_is_named_in_the_banner(
 ):
     # The run trains in this process (a thread) instead of a child process, so that the full disk below
     # applies to it; the failure reaches the page through the same Job.failed signal.
-    monkeypatch.setattr(finetune, "start_process_job", workers.start_job)
+    monkeypatch.setattr(finetune.training, "start_process_job", workers.start_job)
     real_save = torch.save
     saves = []
 
