@@ -38,19 +38,25 @@ __all__ = [
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
-    return "×".join(str(v) for v in shape)
+    return "×".join(str(v) for v in shape) if shape else "?"
 
 
 def short_number(n: float) -> str:
-    """1234567 -> "1.23 M"."""
-    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= limit:
-            return f"{n / limit:.3g}\u00a0{suffix}"
-    return f"{n:.0f}"
+    """12,345,678 → "12.3 M": the size at a glance next to the exact number."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}\u00a0{unit}"  # no line break inside "1.81 G"
+    return f"{n:g}"
 
 
 def percent_text(p: float) -> str:
-    return f"{100 * p:.1f}%" if p >= 0.001 else "<0.1%"
+    """Probabilities as people read them: 38.7 %, 0.42 %, < 0.01 %."""
+    pct = 100.0 * p
+    if pct >= 9.95:
+        return f"{pct:.1f} %"
+    if pct >= 0.01:
+        return f"{pct:.2f} %"
+    return "< 0.01 %"
 
 
 class BadgeKind(Enum):

@@ -19,20 +19,9 @@ from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QWidget
 
 from cnn_explorer.core.explorer.layer_facts import LayerFacts, memory_text, params_text
+from cnn_explorer.core.explorer.text import shape_text, short_number
 from cnn_explorer.core.features import Activation
 from cnn_explorer.core.layers import LayerRow
-
-
-def shape_text(shape: tuple[int, ...]) -> str:
-    return "×".join(str(v) for v in shape) if shape else "?"
-
-
-def short_number(n: float) -> str:
-    """12,345,678 → "12.3 M": the size at a glance next to the exact number."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g}\u00a0{unit}"  # no line break inside "1.81 G"
-    return f"{n:g}"
 
 
 def _with_short(n: int) -> str:

@@ -14,22 +14,13 @@ from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from cnn_explorer.core.explorer.text import percent_text
 from cnn_explorer.core.features import Prediction
 
 ROW_H = 24
 _BAR = QColor("#4a7fc1")
 _BAR_SELECTED = QColor("#e8772e")
 _TRACK = QColor("#edf0f4")
-
-
-def percent_text(p: float) -> str:
-    """Probabilities as people read them: 38.7 %, 0.42 %, < 0.01 %."""
-    pct = 100.0 * p
-    if pct >= 9.95:
-        return f"{pct:.1f} %"
-    if pct >= 0.01:
-        return f"{pct:.2f} %"
-    return "< 0.01 %"
 
 
 class PredictionBars(QWidget):
