@@ -1,11 +1,13 @@
-"""Time the operations lab's full recompute against plain PyTorch, in one process.
+"""Time the operations lab's full recompute, forward and backward, against plain PyTorch, in one process.
 
-    python benchmarks/bench_ops.py [--size 512] [--repeat 30]
+    python benchmarks/bench_ops.py [--size 512] [--rounds 15] [--kernel "Sobel x"]
 
-The lab recomputes convolution -> activation -> max pooling (cnn_explorer.core.ops.run_lab) whenever a
-control changes. This script times that on a 512×512 RGB image next to torch.nn.functional's
-conv2d + relu + max_pool2d on the same data, and prints both medians, their ratio and the 60 Hz frame
-budget (16.7 ms) the lab aims to stay well inside.
+The lab recomputes convolution -> ReLU -> max pooling (cnn_explorer.core.lab.run_lab) whenever a control
+changes, and with the backward view on also the gradients (lab_backward). This script times both on a
+512×512 RGB image with 1 filter and with 8, next to torch.nn.functional (forward) and torch autograd
+(backward) on the same data. The variants run interleaved, one call of each per round, so a noisy machine
+slows them alike; it prints the median time of each and the median of the per-round ratios lab / torch,
+and the 60 Hz frame budget (16.7 ms) the forward recompute aims to stay inside.
 """
 
 from __future__ import annotations
@@ -21,56 +23,130 @@ import torch.nn.functional as F
 
 from cnn_explorer.core.images import default_sample, load_image, resize_to
 from cnn_explorer.core.kernels import kernel_preset
-from cnn_explorer.core.ops import LabSettings, image_to_input, run_lab
+from cnn_explorer.core.lab import LabSettings, default_filters, lab_backward, run_lab, upstream_gradient
+from cnn_explorer.core.ops import image_to_input
 
 FRAME_BUDGET_MS = 1000 / 60
 
 
-def median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up: first-call allocations and torch's lazy initialisation are not what a user waits for
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def _ms(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+class Case:
+    """One filter count: the lab's forward and backward, and torch's, on the same input and weights."""
+
+    def __init__(self, x: np.ndarray, kernel: np.ndarray, filters: int) -> None:
+        self.filters = filters
+        self.x = x
+        bank = default_filters(kernel, x.shape[0], filters)
+        self.settings = LabSettings(
+            kernel=kernel, padding=1, activation="relu", pool_mode="max"
+        ).with_filters(bank)
+        self.result = run_lab(x, self.settings)
+        self.upstream = upstream_gradient("random", self.result.output.shape, seed=0).astype(np.float32)
+        self.xt = torch.from_numpy(x)[None]
+        self.wt = torch.from_numpy(bank.weights.astype(np.float32))
+        self.bt = torch.from_numpy(bank.biases.astype(np.float32))
+        self.gt = torch.from_numpy(self.upstream).reshape(1, filters, *self.result.output.shape[-2:])
+
+    def lab_forward(self) -> object:
+        return run_lab(self.x, self.settings)
+
+    def torch_forward(self) -> torch.Tensor:
+        with torch.no_grad():
+            return F.max_pool2d(F.relu(F.conv2d(self.xt, self.wt, self.bt, padding=1)), 2)
+
+    def lab_backward(self) -> object:
+        return lab_backward(self.result, self.upstream)
+
+    def torch_graph(self) -> tuple[torch.Tensor, ...]:
+        """A fresh forward graph (not timed): autograd's backward can run once per graph."""
+        xt, wt, bt = (t.clone().requires_grad_(True) for t in (self.xt, self.wt, self.bt))
+        return F.max_pool2d(F.relu(F.conv2d(xt, wt, bt, padding=1)), 2), xt, wt, bt
+
+    def agree(self) -> tuple[bool, bool]:
+        """Whether the lab's numbers equal torch's, forward and backward. Checked in float64: in float32
+        two near-equal values in a max-pool window may swap places, which moves a gradient elsewhere."""
+        x64 = self.x.astype(np.float64)
+        result = run_lab(x64, self.settings)
+        xt = torch.from_numpy(x64)[None].requires_grad_(True)
+        wt = torch.from_numpy(self.settings.weights.astype(np.float64)).requires_grad_(True)
+        bt = torch.from_numpy(self.settings.biases.astype(np.float64))
+        out = F.max_pool2d(F.relu(F.conv2d(xt, wt, bt, padding=1)), 2)
+        forward = np.allclose(result.maps("pool"), out.detach()[0].numpy(), rtol=1e-10, atol=1e-8)
+        out.backward(self.gt.double())
+        grads = lab_backward(result, self.upstream.astype(np.float64))
+        backward = np.allclose(grads.d_input, xt.grad[0].numpy(), rtol=1e-10, atol=1e-8) and np.allclose(
+            grads.d_weight, wt.grad.numpy(), rtol=1e-10, atol=1e-6
+        )
+        return forward, backward
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="image side in pixels (default 512)")
-    parser.add_argument("--repeat", type=int, default=30, help="timed runs per variant (default 30)")
-    parser.add_argument("--kernel", default="Sobel x", help="kernel preset (default Sobel x)")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
+    parser.add_argument("--kernel", default="Sobel x", help="kernel preset for filter 0 (default Sobel x)")
     args = parser.parse_args()
 
     pixels = resize_to(load_image(default_sample()), args.size, args.size)
     x = image_to_input(pixels, "rgb", size=args.size)  # (3, H, W) float32, 0…255
     kernel = kernel_preset(args.kernel)
-    settings = LabSettings(kernel=kernel, activation="relu", pool_mode="max", pool_size=2, padding=1)
+    cases = [Case(x, kernel, 1), Case(x, kernel, 8)]
 
-    weight = torch.from_numpy(np.repeat(kernel[None], 3, axis=0)[None].astype(np.float32))
-    xt = torch.from_numpy(x)[None]
+    names = [(c, "fwd") for c in cases] + [(c, "bwd") for c in cases]
+    lab_times: dict[tuple[int, str], list[float]] = {(c.filters, k): [] for c, k in names}
+    torch_times: dict[tuple[int, str], list[float]] = {(c.filters, k): [] for c, k in names}
+    ratios: dict[tuple[int, str], list[float]] = {(c.filters, k): [] for c, k in names}
+    for round_ in range(args.rounds + 1):  # round 0 warms up: first-call allocations, torch's lazy start
+        for case, kind in names:
+            key = (case.filters, kind)
+            if kind == "fwd":
+                lab_ms, torch_ms = _ms(case.lab_forward), _ms(case.torch_forward)
+            else:
+                lab_ms = _ms(case.lab_backward)
+                out, *_ = case.torch_graph()
+                torch_ms = _ms(lambda out=out, case=case: out.backward(case.gt))
+            if round_:
+                lab_times[key].append(lab_ms)
+                torch_times[key].append(torch_ms)
+                ratios[key].append(lab_ms / torch_ms)
 
-    def torch_pipeline() -> torch.Tensor:
-        with torch.no_grad():
-            return F.max_pool2d(F.relu(F.conv2d(xt, weight, padding=1)), 2)
-
-    lab = run_lab(x, settings)
-    ref = torch_pipeline()[0, 0].numpy()
-    agree = np.allclose(lab.pooled, ref, rtol=1e-4, atol=1e-2)
-
-    lab_ms = median_ms(lambda: run_lab(x, settings), args.repeat)
-    torch_ms = median_ms(torch_pipeline, args.repeat)
-
-    print(f"input: {args.size}×{args.size} RGB, kernel {args.kernel} 3×3 (padding 1) -> ReLU -> max pool 2×2")
-    print(f"torch threads: {torch.get_num_threads()}, repeats: {args.repeat} (median times)")
-    print(f"  lab recompute (numpy, run_lab):               {lab_ms:8.2f} ms")
-    print(f"  torch conv2d + relu + max_pool2d:             {torch_ms:8.2f} ms")
-    print(f"  ratio lab / torch:                            {lab_ms / torch_ms:8.2f}")
-    print(f"  frame budget at 60 Hz:                        {FRAME_BUDGET_MS:8.2f} ms")
-    verdict = "within" if lab_ms < FRAME_BUDGET_MS else "OVER"
-    print(f"  lab recompute is {verdict} one frame ({lab_ms / FRAME_BUDGET_MS:.0%} of the budget)")
-    print(f"  results agree with torch: {'yes' if agree else 'NO'}")
+    print(
+        f"input: {args.size}×{args.size} RGB, {args.kernel} 3×3 (padding 1, then other presets) -> ReLU -> "
+        "max pool 2×2"
+    )
+    print(
+        f"torch threads: {torch.get_num_threads()}, {args.rounds} interleaved rounds "
+        "(median times; ratio = median of the per-round lab / torch)"
+    )
+    print(f"  {'':46} {'lab ms':>8} {'torch ms':>9} {'ratio':>7}")
+    for case, kind in names:
+        key = (case.filters, kind)
+        plural = "s" if case.filters > 1 else ""
+        if kind == "fwd":
+            label = f"forward, {case.filters} filter{plural} vs conv2d+relu+max_pool2d"
+        else:
+            label = f"backward, {case.filters} filter{plural} vs autograd"
+        print(
+            f"  {label:<46} {statistics.median(lab_times[key]):8.2f} "
+            f"{statistics.median(torch_times[key]):9.2f} {statistics.median(ratios[key]):7.2f}"
+        )
+    print(f"  frame budget at 60 Hz: {FRAME_BUDGET_MS:.2f} ms")
+    for case in cases:
+        fwd = statistics.median(lab_times[(case.filters, "fwd")])
+        verdict = "within" if fwd < FRAME_BUDGET_MS else "OVER"
+        forward_ok, backward_ok = case.agree()
+        print(
+            f"  {case.filters} filter(s): forward is {verdict} one frame ({fwd / FRAME_BUDGET_MS:.0%} of it)"
+        )
+        print(
+            f"    agrees with torch (float64): forward {'yes' if forward_ok else 'NO'}, "
+            f"backward {'yes' if backward_ok else 'NO'}"
+        )
 
 
 if __name__ == "__main__":

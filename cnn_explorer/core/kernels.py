@@ -166,3 +166,33 @@ def input_preset(name: str) -> np.ndarray:
         return INPUT_PRESETS[name].array
     except KeyError:
         raise ValueError(f"unknown example {name!r}; choose one of: {', '.join(INPUT_PRESETS)}") from None
+
+
+@dataclass(frozen=True)
+class ChannelMix:
+    """A 1×1 filter on an RGB input: one weight per channel, no neighbours. It mixes colours per pixel."""
+
+    name: str
+    weights: tuple[float, float, float]  # red, green, blue
+    description: str
+
+    @property
+    def array(self) -> np.ndarray:
+        """The filter as a (3, 1, 1) float64 array: C_in × 1 × 1."""
+        return np.array(self.weights, dtype=np.float64).reshape(3, 1, 1)
+
+
+CHANNEL_MIXES: dict[str, ChannelMix] = {
+    m.name: m
+    for m in (
+        ChannelMix("grey", (0.299, 0.587, 0.114), "Brightness as the eye sees it (ITU-R 601 luma)."),
+        ChannelMix(
+            "red minus green", (1.0, -1.0, 0.0), "Positive where red wins, negative where green wins."
+        ),
+        ChannelMix("blue minus yellow", (-0.5, -0.5, 1.0), "Blue against the mean of red and green."),
+        ChannelMix("red", (1.0, 0.0, 0.0), "Keeps only the red channel."),
+        ChannelMix("green", (0.0, 1.0, 0.0), "Keeps only the green channel."),
+        ChannelMix("blue", (0.0, 0.0, 1.0), "Keeps only the blue channel."),
+        ChannelMix("mean", (1 / 3, 1 / 3, 1 / 3), "The plain average of the three channels."),
+    )
+}

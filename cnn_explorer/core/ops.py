@@ -1,14 +1,20 @@
 """Convolution, activation and pooling arithmetic for the operations lab, the CLI and the tests.
 
 Everything here works on plain numpy arrays and gives the same numbers as ``torch.nn.functional``
-(cross-correlation, zero padding, floor rounding, ``count_include_pad=True`` for average pooling).
-The loops run over kernel taps (at most 7×7 = 49), never over pixels: each tap is one whole-array
-operation, which keeps a 512×512 RGB recompute within a frame (see ``benchmarks/bench_ops.py``).
+(cross-correlation, zero padding, floor rounding, ``count_include_pad=True`` for average pooling) and, for
+the backward pass, as ``torch.autograd``. The loops run over kernel taps (at most 7×7 = 49), never over
+pixels: each tap is one whole-array operation, which keeps a 512×512 RGB recompute within a frame (see
+``benchmarks/bench_ops.py``).
 
 One function per fact: the output-size formula (:func:`output_size`, :func:`output_size_formula`), the
 parameter count (:func:`conv_param_count`, :func:`dense_param_count`, :func:`compare_params`), the
-window that produced an output value (:func:`conv_step`), and the gradient through pooling
-(:func:`pool2d_backward`).
+multiply-adds (:func:`conv_macs`), the window that produced an output value (:func:`conv_step`), the
+upstream cells and taps that produced one input gradient (:func:`conv_backward_step`), the gradients
+through convolution (:func:`conv2d_backward`), pooling (:func:`pool2d_backward`) and the activations
+(:func:`activation_derivative`, :func:`activation_backward`).
+
+The lab's whole pipeline (:class:`LabSettings`, :func:`run_lab`, :class:`LabResult`) lives in
+:mod:`cnn_explorer.core.lab`; it stays importable from here.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnn_explorer.core.control import Control, checkpoint
 from cnn_explorer.core.images import resize_to, to_gray
 
 IntPair = int | tuple[int, int]
@@ -98,6 +103,37 @@ def _tap_slice(start: int, stride: int, count: int) -> slice:
 # ---------------------------------------------------------------------------------------------------
 # Convolution
 # ---------------------------------------------------------------------------------------------------
+_COLUMNS_BYTES = 32 * 2**20  # the window columns are built a band of output rows at a time, at most this big
+
+
+def _window_columns(
+    xp: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """For bands of output rows r0…r1−1: (r0, r1, columns), columns being (C·kH·kW, (r1 − r0)·W') with row
+    (c, i, j) holding what tap (i, j) of channel c sees at each output position ("im2col").
+
+    One matrix product with these columns does the whole convolution: per tap and channel, the loop only
+    copies, and the multiply-adds go to BLAS.
+    """
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
+    c = xp.shape[0]
+    band = max(1, min(oh, _COLUMNS_BYTES // max(1, c * kh * kw * ow * xp.itemsize)))
+    buffer = np.empty((c, kh, kw, band, ow), dtype=xp.dtype)
+    for r0 in range(0, oh, band):
+        r1 = min(oh, r0 + band)
+        n = r1 - r0
+        cols = buffer[:, :, :, :n]
+        for i in range(kh):
+            rows = _tap_slice(i * dh + r0 * sh, sh, n)
+            for j in range(kw):
+                cols[:, i, j] = xp[:, rows, _tap_slice(j * dw, sw, ow)]
+        yield r0, r1, cols.reshape(c * kh * kw, n * ow)
+
+
 def _conv_shapes(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     """Bring x to (C,H,W) and weight to (F,C,kH,kW); tell whether the caller wants a single map back."""
     x = np.asarray(x)
@@ -149,12 +185,18 @@ def conv2d(
     if ph or pw:
         xp = np.pad(xp, ((0, 0), (ph, ph), (pw, pw)))
     w = weight.astype(dtype, copy=False)
-    out = np.zeros((n_filters, oh, ow), dtype=dtype)
-    for i in range(kh):
-        rows = _tap_slice(i * dh, sh, oh)
-        for j in range(kw):
-            seen = xp[:, rows, _tap_slice(j * dw, sw, ow)]  # (C, H', W'): what this tap sees everywhere
-            out += np.einsum("fc,chw->fhw", w[:, :, i, j], seen)
+    if n_filters == 1:  # one filter: a multiply-add per tap is quicker than building the window columns
+        out = np.zeros((1, oh, ow), dtype=dtype)
+        for i in range(kh):
+            rows = _tap_slice(i * dh, sh, oh)
+            for j in range(kw):
+                seen = xp[:, rows, _tap_slice(j * dw, sw, ow)]  # (C, H', W'): what this tap sees everywhere
+                out += np.einsum("fc,chw->fhw", w[:, :, i, j], seen)
+    else:
+        out = np.empty((n_filters, oh, ow), dtype=dtype)
+        w2 = w.reshape(n_filters, -1)  # (F, C·kH·kW), in the order the window columns are filled
+        for r0, r1, cols in _window_columns(xp, (kh, kw), (sh, sw), (dh, dw), (oh, ow)):
+            out[:, r0:r1] = (w2 @ cols).reshape(n_filters, r1 - r0, ow)
     if bias is not None:
         b = np.asarray(bias, dtype=dtype)
         if b.ndim == 0:
@@ -164,6 +206,76 @@ def conv2d(
         else:
             raise ValueError(f"bias must be a number or one value per filter ({n_filters}), got {b.shape}")
     return out[0] if single else out
+
+
+@dataclass(frozen=True)
+class ConvGradients:
+    """The gradients of a loss through one convolution, given the gradient at its output."""
+
+    input: np.ndarray  # dL/dx, the shape of x
+    weight: np.ndarray  # dL/dW, the shape of the weight as given
+    bias: np.ndarray  # dL/db, (F,): one per filter (F = 1 for a single filter)
+
+
+def conv2d_backward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    grad_out: np.ndarray,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+) -> ConvGradients:
+    """Back through :func:`conv2d`: the gradients with respect to its input, weight and bias.
+
+    ``x`` and ``weight`` are as for :func:`conv2d`; ``grad_out`` has the shape of its output.
+
+    * dL/dx is the *full* correlation of the upstream gradient with the kernel flipped by 180°, summed over
+      the filters. With stride s the upstream gradient has s − 1 zeros between its cells; with dilation d
+      the kernel has d − 1 zeros between its taps; the padding is cut off again at the end.
+    * dL/dW is the correlation of the (padded) input with the upstream gradient: for each tap, Σ over all
+      output positions of upstream · the input value that tap saw there.
+    * dL/db is the sum of the upstream gradient over all positions of each filter's map.
+
+    Same numbers as torch autograd. Computed with the forward pass's window columns: dL/dW is the upstream
+    gradient times the columns; for dL/dx each tap spreads ``w · upstream`` back over the input positions
+    it saw, which adds up to exactly the full correlation with the flipped kernel.
+    """
+    x3, w4, single = _conv_shapes(x, weight)
+    (sh, sw), (ph, pw), (dh, dw) = _conv_pairs(stride, padding, dilation)
+    n_filters, _, kh, kw = w4.shape
+    oh = output_size(x3.shape[1], kh, sh, ph, dh)
+    ow = output_size(x3.shape[2], kw, sw, pw, dw)
+    g = np.asarray(grad_out)
+    expected = (oh, ow) if single else (n_filters, oh, ow)
+    if g.shape != expected:
+        raise ValueError(
+            f"the upstream gradient must have the convolution's output shape {expected}, got {g.shape}"
+        )
+    dtype = _result_dtype(x3, w4, g)
+    g = g.astype(dtype, copy=False).reshape(n_filters, oh, ow)
+    xp = x3.astype(dtype, copy=False)
+    if ph or pw:
+        xp = np.pad(xp, ((0, 0), (ph, ph), (pw, pw)))
+    w2 = w4.astype(dtype, copy=False).reshape(n_filters, -1)
+    grad_xp = np.zeros_like(xp)
+    grad_w2 = np.zeros(w2.shape, dtype=dtype)
+    for r0, r1, cols in _window_columns(xp, (kh, kw), (sh, sw), (dh, dw), (oh, ow)):
+        n = r1 - r0
+        band = g[:, r0:r1].reshape(n_filters, n * ow)
+        grad_w2 += band @ cols.T
+        spread = (w2.T @ band).reshape(xp.shape[0], kh, kw, n, ow)  # what each tap sends back
+        for i in range(kh):
+            rows = _tap_slice(i * dh + r0 * sh, sh, n)
+            for j in range(kw):
+                # One tap touches each input position at most once, so a slice-add is exact.
+                grad_xp[:, rows, _tap_slice(j * dw, sw, ow)] += spread[:, i, j]
+    grad_w = grad_w2.reshape(w4.shape)
+    grad_x = grad_xp[:, ph : ph + x3.shape[1], pw : pw + x3.shape[2]]
+    return ConvGradients(
+        input=grad_x.reshape(np.shape(x)),
+        weight=grad_w.reshape(np.shape(weight)),
+        bias=g.sum(axis=(1, 2)),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -220,28 +332,30 @@ def pool2d(
     # For indices, remember which tap (0 … kH·kW − 1) won each window; turned into input indices at the end.
     tap_won = np.zeros((*lead, oh, ow), dtype=np.int16) if return_indices else None
     has_nan = tap_won is not None and bool(np.isnan(xp).any())  # one check, not one per tap
+    better = np.empty(out.shape, dtype=bool) if tap_won is not None else None
     for i in range(kh):
         rows = _tap_slice(i, sh, oh)
         for j in range(kw):
             seen = xp[..., rows, _tap_slice(j, sw, ow)]
             if mode != "max":
                 out += seen
-            elif tap_won is None:
-                np.maximum(out, seen, out=out)  # propagates NaN, as torch does
-            else:
+                continue
+            if better is not None:
                 # Strictly greater keeps the first maximum in reading order and any NaN wins, as in torch.
-                better = seen > out
+                np.greater(seen, out, out=better)
                 if has_nan:
                     better |= np.isnan(seen)
-                np.copyto(out, seen, where=better)
-                np.copyto(tap_won, i * kw + j, where=better)
+                tap_won = np.where(better, np.int16(i * kw + j), tap_won)  # branch-free: faster than copyto
+            np.maximum(out, seen, out=out)  # propagates NaN, as torch does
     if mode == "avg":
         out /= kh * kw
     if tap_won is not None:
         # Output cell (r, c) sees input row r·s − p + i for tap row i (and the same for columns).
-        rows_won = np.arange(oh)[:, None] * sh - ph + tap_won // kw
-        cols_won = np.arange(ow)[None, :] * sw - pw + tap_won % kw
-        return out, rows_won.astype(np.int64) * x.shape[-1] + cols_won
+        width = x.shape[-1]
+        taps = np.arange(kh * kw)
+        tap_offset = (taps // kw) * width + taps % kw
+        corner = (np.arange(oh)[:, None] * sh - ph) * width + (np.arange(ow)[None, :] * sw - pw)
+        return out, corner + np.take(tap_offset, tap_won)
     return out
 
 
@@ -252,12 +366,14 @@ def pool2d_backward(
     stride: IntPair | None = None,
     mode: str = "max",
     padding: IntPair = 0,
+    winners: np.ndarray | None = None,
 ) -> np.ndarray:
     """Route an upstream gradient back through pooling: the gradient with respect to ``x``.
 
     max: each output's gradient goes to the element that won its window (added up where windows overlap
     and share a winner); avg: spread evenly, 1/(kH·kW) to every element of the window; sum: copied to
-    every element of the window. Same numbers as torch autograd.
+    every element of the window. Same numbers as torch autograd. ``winners`` are the max pool's indices
+    from :func:`pool2d` (``return_indices=True``) when the caller has them already.
     """
     x = np.asarray(x)
     grad_out = np.asarray(grad_out)
@@ -269,7 +385,11 @@ def pool2d_backward(
         )
     dtype = _result_dtype(x, grad_out)
     if mode == "max":
-        _, winner = pool2d(x, size, stride, "max", padding, return_indices=True)
+        if winners is None:
+            _, winners = pool2d(x, size, stride, "max", padding, return_indices=True)
+        elif winners.shape != grad_out.shape:
+            raise ValueError(f"the winners must have the pooled shape {grad_out.shape}, got {winners.shape}")
+        winner = winners
         h, w = x.shape[-2:]
         planes = int(np.prod(x.shape[:-2], dtype=np.int64))
         offsets = (np.arange(planes) * (h * w)).reshape((*x.shape[:-2], 1, 1))
@@ -330,6 +450,18 @@ def softmax(v: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
+def softmax_channels(x: np.ndarray) -> np.ndarray:
+    """Softmax across channels: at every position of a (C, H, W) map, the C values become probabilities.
+
+    A map with fewer dimensions ((H, W), or a vector of x values) is a single channel, and the softmax of a
+    single value is always 1: softmax compares channels, so it needs at least two of them.
+    """
+    x = np.asarray(x)
+    if x.ndim == 3:
+        return softmax(x, axis=0)
+    return np.ones(x.shape, dtype=_result_dtype(x))
+
+
 @dataclass(frozen=True)
 class Activation:
     name: str  # the key used by :func:`activate`
@@ -338,30 +470,123 @@ class Activation:
     fn: Callable[..., np.ndarray]
     param: str | None = None  # name of its parameter, if any
     default: float = 0.0
+    derivative: str = ""  # f′(x) written out, for the page
 
 
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in (
-        Activation("none", "None (identity)", "x", identity),
-        Activation("relu", "ReLU", "max(0, x)", relu),
-        Activation("leaky_relu", "Leaky ReLU", "x if x ≥ 0 else slope·x", leaky_relu, "slope", 0.01),
-        Activation("elu", "ELU", "x if x > 0 else α·(eˣ − 1)", elu, "alpha", 1.0),
-        Activation("sigmoid", "Sigmoid", "1 / (1 + e⁻ˣ)", sigmoid),
-        Activation("tanh", "Tanh", "tanh(x)", tanh),
+        Activation("none", "None (identity)", "x", identity, derivative="1"),
+        Activation("relu", "ReLU", "max(0, x)", relu, derivative="1 if x > 0 else 0"),
+        Activation(
+            "leaky_relu",
+            "Leaky ReLU",
+            "x if x ≥ 0 else slope·x",
+            leaky_relu,
+            "slope",
+            0.01,
+            derivative="1 if x > 0 else slope",
+        ),
+        Activation(
+            "elu", "ELU", "x if x > 0 else α·(eˣ − 1)", elu, "alpha", 1.0, derivative="1 if x > 0 else α·eˣ"
+        ),
+        Activation("sigmoid", "Sigmoid", "1 / (1 + e⁻ˣ)", sigmoid, derivative="σ(x)·(1 − σ(x))"),
+        Activation("tanh", "Tanh", "tanh(x)", tanh, derivative="1 − tanh²(x)"),
+        Activation(
+            "softmax",
+            "Softmax (across channels)",
+            "pᵢ = eˣⁱ / Σⱼ eˣʲ over the channels at each position",
+            softmax_channels,
+            derivative="∂pᵢ/∂xⱼ = pᵢ·(δᵢⱼ − pⱼ)",
+        ),
     )
 }
 
 
-def activate(x: np.ndarray, name: str, param: float | None = None) -> np.ndarray:
-    """Apply the activation called ``name`` (see :data:`ACTIVATIONS`); ``param`` is its slope/alpha."""
+def _activation(name: str) -> Activation:
     try:
-        act = ACTIVATIONS[name]
+        return ACTIVATIONS[name]
     except KeyError:
         raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}") from None
+
+
+def activate(x: np.ndarray, name: str, param: float | None = None) -> np.ndarray:
+    """Apply the activation called ``name`` (see :data:`ACTIVATIONS`); ``param`` is its slope/alpha.
+
+    All but softmax work element by element; softmax works across the channels (axis 0) of a (C, H, W)
+    map, see :func:`softmax_channels`.
+    """
+    act = _activation(name)
     if act.param is None:
         return act.fn(x)
     return act.fn(x, act.default if param is None else param)
+
+
+def activation_derivative(x: np.ndarray, name: str, param: float | None = None) -> np.ndarray:
+    """f′(x) element by element, with torch's choice at the kinks (ReLU′(0) = 0, leaky ReLU′(0) = slope,
+    ELU′(0) = α), so multiplying by it gives autograd's numbers.
+
+    Where the curve is flat the derivative is (nearly) 0: a saturated sigmoid or tanh, or ReLU left of 0,
+    passes no gradient back. For softmax this is the diagonal of its Jacobian across channels,
+    ∂pᵢ/∂xᵢ = pᵢ·(1 − pᵢ); the backward pass needs the whole Jacobian, see :func:`activation_backward`.
+    """
+    act = _activation(name)
+    x = np.asarray(x)
+    dtype = _result_dtype(x)
+    xf = x.astype(dtype, copy=False)
+    p = act.default if param is None else param
+    one, zero = dtype.type(1), dtype.type(0)
+    if name == "none":
+        return np.ones(x.shape, dtype)
+    if name == "relu":
+        return np.where(xf > 0, one, zero)
+    if name == "leaky_relu":
+        return np.where(xf > 0, one, dtype.type(p))
+    if name == "elu":
+        return np.where(xf > 0, one, dtype.type(p) * np.exp(np.minimum(xf, 0)))
+    if name == "sigmoid":
+        s = sigmoid(xf)
+        return s * (1 - s)
+    if name == "tanh":
+        t = np.tanh(xf)
+        return 1 - t * t
+    probs = softmax_channels(xf)  # softmax: the only one left
+    return probs * (1 - probs)
+
+
+def activation_backward(
+    x: np.ndarray, upstream: np.ndarray, name: str, param: float | None = None
+) -> np.ndarray:
+    """The gradient with respect to the activation's input ``x``, given ``upstream`` = dL/d f(x).
+
+    Element-wise activations: upstream · f′(x). Softmax across channels: the Jacobian-vector product
+    pᵢ·(gᵢ − Σⱼ gⱼ·pⱼ) at every position (g = upstream), which is what torch autograd computes.
+    """
+    upstream = np.asarray(upstream)
+    if upstream.shape != np.shape(x):
+        raise ValueError(f"the upstream gradient has shape {upstream.shape}, the activation {np.shape(x)}")
+    if name != "softmax":
+        return upstream * activation_derivative(x, name, param)
+    probs = softmax_channels(x)
+    if probs.ndim != 3:  # a single channel: p = 1 whatever x is, so nothing flows back
+        return np.zeros(upstream.shape, _result_dtype(probs, upstream))
+    return probs * (upstream - np.sum(upstream * probs, axis=0, keepdims=True))
+
+
+def activation_curve(
+    name: str, param: float | None = None, xs: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(f(xs), f′(xs)) for drawing an activation with its derivative, so saturation is visible.
+
+    ``xs`` defaults to 201 points from −6 to 6. Softmax is drawn for two channels, the second at 0:
+    p = eˣ/(eˣ + e⁰), which is the sigmoid, with ∂p/∂x = p·(1 − p).
+    """
+    xs = np.linspace(-6.0, 6.0, 201) if xs is None else np.asarray(xs, dtype=np.float64)
+    if name == "softmax":
+        pair = np.stack([xs, np.zeros_like(xs)])  # (2, N): channel 0 is x, channel 1 is 0
+        probs = softmax(pair, axis=0)[0]
+        return probs, probs * (1 - probs)
+    return activate(xs, name, param), activation_derivative(xs, name, param)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -468,6 +693,129 @@ def conv_steps(
         yield conv_step(x, kernel, index, bias, stride, padding, dilation)
 
 
+@dataclass(frozen=True)
+class ConvBackwardStep:
+    """One value of dL/dx and everything that produced it: the backward pass's step panel.
+
+    The window is shown the way the full correlation reads it: over the upstream gradient, with the kernel
+    flipped by 180°. Element [f, a, b] pairs the upstream cell (``out_rows[a]``, ``out_cols[b]``) of filter f
+    with tap (kH − 1 − a, kW − 1 − b) of that filter's slice for ``channel``. Taps that reach no upstream
+    cell (off the edge, or between the cells of a strided output) are not ``connected`` and count 0.
+    """
+
+    index: int  # position of the input cell in reading order, 0-based
+    count: int  # number of input cells (H·W)
+    channel: int  # input channel
+    in_row: int
+    in_col: int
+    out_rows: np.ndarray  # (kH,) upstream row under each row of the flipped kernel; −1 where none
+    out_cols: np.ndarray  # (kW,)
+    connected: np.ndarray  # (kH, kW) booleans: the tap reaches an upstream cell
+    upstream: np.ndarray  # (F, kH, kW): the upstream gradient under the window (0 where not connected)
+    flipped_kernel: np.ndarray  # (F, kH, kW): w[f, channel] rotated by 180°
+    products: np.ndarray  # upstream · flipped_kernel, element-wise
+    per_filter: np.ndarray  # (F,) Σ of each filter's products
+    total: float  # Σ products: dL/dx[channel, in_row, in_col]
+
+    def as_conv_step(self) -> ConvStep:
+        """The same arithmetic as a :class:`ConvStep`, for the forward pass's step panel: the upstream
+        window as the patch, the flipped kernel as the kernel, one row per filter, no bias."""
+        squeeze = self.upstream.shape[0] == 1
+        pick = (lambda a: a[0]) if squeeze else (lambda a: a)
+        return ConvStep(
+            index=self.index,
+            count=self.count,
+            out_row=self.in_row,
+            out_col=self.in_col,
+            rows=self.out_rows,
+            cols=self.out_cols,
+            patch=pick(self.upstream),
+            kernel=pick(self.flipped_kernel),
+            products=pick(self.products),
+            total=self.total,
+            bias=0.0,
+            value=self.total,
+            in_padding=~self.connected,
+        )
+
+
+def _upstream_index(position: int, offset: np.ndarray, stride: int, count: int) -> np.ndarray:
+    """For each tap offset, the output index o with o·stride + offset = position, or −1 if none."""
+    numerator = position - offset
+    o = numerator // stride
+    ok = (numerator % stride == 0) & (o >= 0) & (o < count)
+    return np.where(ok, o, -1)
+
+
+def conv_backward_step(
+    grad_out: np.ndarray,
+    weight: np.ndarray,
+    in_hw: tuple[int, int],
+    index: int,
+    channel: int = 0,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+) -> ConvBackwardStep:
+    """The ``index``-th input cell (reading order) of dL/dx for ``channel``, with its arithmetic.
+
+    ``grad_out`` is the upstream gradient at the convolution's output: (H', W') for a single filter or
+    (F, H', W'); ``weight`` is (kH, kW), (C, kH, kW) or (F, C, kH, kW) as for :func:`conv2d`; ``in_hw`` is
+    the input's (H, W). Input row r is seen by tap i of output row o when o·s − p + i·d = r.
+    """
+    g = np.asarray(grad_out)
+    w = np.asarray(weight)
+    w = w[None, None] if w.ndim == 2 else (w[None] if w.ndim == 3 else w)
+    if w.ndim != 4:
+        raise ValueError(
+            f"the kernel must be (kH, kW), (C, kH, kW) or (F, C, kH, kW), got {np.shape(weight)}"
+        )
+    g = g[None] if g.ndim == 2 else g
+    n_filters, n_channels, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = _conv_pairs(stride, padding, dilation)
+    h, wd = (_check_int(v, "input size", 1) for v in in_hw)
+    oh, ow = conv_output_shape((h, wd), (kh, kw), stride, padding, dilation)
+    if g.shape != (n_filters, oh, ow):
+        raise ValueError(
+            f"the upstream gradient must be {(n_filters, oh, ow)} for these settings, got {g.shape}"
+        )
+    if not 0 <= channel < n_channels:
+        raise IndexError(f"channel {channel} is outside 0…{n_channels - 1}")
+    count = h * wd
+    if not 0 <= index < count:
+        raise IndexError(f"step {index} is outside 0…{count - 1}")
+    r, c = divmod(index, wd)
+    flipped_taps_r = (kh - 1 - np.arange(kh)) * dh  # row offset of the tap under flipped row a
+    flipped_taps_c = (kw - 1 - np.arange(kw)) * dw
+    out_rows = _upstream_index(r + ph, flipped_taps_r, sh, oh)
+    out_cols = _upstream_index(c + pw, flipped_taps_c, sw, ow)
+    connected = (out_rows >= 0)[:, None] & (out_cols >= 0)[None, :]
+    dtype = _result_dtype(g, w)
+    upstream = np.zeros((n_filters, kh, kw), dtype=dtype)
+    rows_ok, cols_ok = np.flatnonzero(out_rows >= 0), np.flatnonzero(out_cols >= 0)
+    upstream[:, rows_ok[:, None], cols_ok[None, :]] = g[
+        :, out_rows[rows_ok][:, None], out_cols[cols_ok][None, :]
+    ]
+    flipped = w[:, channel, ::-1, ::-1].astype(dtype)
+    products = upstream * flipped
+    per_filter = products.sum(axis=(1, 2))
+    return ConvBackwardStep(
+        index=index,
+        count=count,
+        channel=channel,
+        in_row=r,
+        in_col=c,
+        out_rows=out_rows,
+        out_cols=out_cols,
+        connected=connected,
+        upstream=upstream,
+        flipped_kernel=np.ascontiguousarray(flipped),
+        products=products,
+        per_filter=per_filter,
+        total=float(per_filter.sum()),
+    )
+
+
 # ---------------------------------------------------------------------------------------------------
 # Parameters: convolution versus fully connected
 # ---------------------------------------------------------------------------------------------------
@@ -475,6 +823,17 @@ def conv_param_count(kernel: IntPair, in_channels: int, filters: int, bias: bool
     """kH·kW·C_in·F (+ F biases)."""
     kh, kw = _pair(kernel, "kernel")
     return kh * kw * in_channels * filters + (filters if bias else 0)
+
+
+def conv_macs(kernel: IntPair, in_channels: int, filters: int, out_hw: IntPair, groups: int = 1) -> int:
+    """Multiply-adds of a convolution: kH·kW·(C_in/groups)·F for each of the H'·W' output positions."""
+    kh, kw = _pair(kernel, "kernel")
+    oh, ow = _pair(out_hw, "output size")
+    if in_channels % groups or filters % groups:
+        raise ValueError(
+            f"{in_channels} input and {filters} output channels do not split into {groups} groups"
+        )
+    return kh * kw * (in_channels // groups) * filters * oh * ow
 
 
 def dense_param_count(in_features: int, out_features: int, bias: bool = True) -> int:
@@ -506,11 +865,13 @@ def compare_params(
     dilation: IntPair = 1,
     bias: bool = True,
     out_features: int | None = None,
+    dense_bias: bool | None = None,
 ) -> ParamComparison:
     """This conv layer's parameters versus a fully-connected layer from the same input to the same output.
 
     ``in_shape`` is (C, H, W). The fully-connected layer maps all C·H·W inputs to ``out_features`` outputs,
-    by default F·H'·W' (what the convolution produces).
+    by default F·H'·W' (what the convolution produces). ``dense_bias`` says whether its biases count
+    (default: as ``bias``); the course counts the conv layer's biases but only the dense layer's weights.
     """
     c, h, w = in_shape
     kh, kw = _pair(kernel, "kernel")
@@ -519,9 +880,12 @@ def compare_params(
         out_features = filters * oh * ow
     n_in = c * h * w
     conv = conv_param_count((kh, kw), c, filters, bias)
-    dense = dense_param_count(n_in, out_features, bias)
+    dense_bias = bias if dense_bias is None else dense_bias
+    dense = dense_param_count(n_in, out_features, dense_bias)
     conv_formula = f"{kh}·{kw}·{c}·{filters}" + (f" + {filters}" if bias else "") + f" = {conv:,}"
-    dense_formula = f"{n_in:,}·{out_features:,}" + (f" + {out_features:,}" if bias else "") + f" = {dense:,}"
+    dense_formula = (
+        f"{n_in:,}·{out_features:,}" + (f" + {out_features:,}" if dense_bias else "") + f" = {dense:,}"
+    )
     return ParamComparison(conv, dense, conv_formula, dense_formula, n_in, out_features)
 
 
@@ -625,59 +989,14 @@ def image_to_input(
     return np.ascontiguousarray(arr, dtype=np.float32) * np.float32(scale / 255.0)
 
 
-# ---------------------------------------------------------------------------------------------------
-# The lab's whole pipeline: conv -> activation -> pool
-# ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LabSettings:
-    kernel: np.ndarray  # (kH, kW); used on every input channel
-    bias: float = 0.0
-    stride: int = 1
-    padding: int = 0
-    dilation: int = 1
-    activation: str = "relu"
-    activation_param: float | None = None
-    pool_mode: str = "max"  # "max" | "avg" | "sum" | "none"
-    pool_size: int = 2
-    pool_stride: int | None = None
-    pool_padding: int = 0
+# The lab's pipeline moved to core/lab.py; these names stay importable from here. Imported lazily because
+# lab.py builds on this module.
+_LAB_NAMES = ("LabResult", "LabSettings", "lab_weight", "run_lab")
 
 
-@dataclass(frozen=True)
-class LabResult:
-    input: np.ndarray  # (H, W) or (C, H, W) as given
-    weight: np.ndarray  # kernel as applied: (kH, kW) or (C, kH, kW)
-    conv: np.ndarray  # (H', W')
-    activated: np.ndarray  # (H', W')
-    pooled: np.ndarray | None  # (H'', W''), None without pooling
-    winners: np.ndarray | None  # flat indices into `activated` that won each max-pool window
-    settings: LabSettings
+def __getattr__(name: str) -> object:
+    if name in _LAB_NAMES:
+        from cnn_explorer.core import lab
 
-
-def lab_weight(x_shape: tuple[int, ...], kernel: np.ndarray) -> np.ndarray:
-    """The lab's single filter: the 2-D kernel, repeated on every channel of a (C, H, W) input."""
-    kernel = np.asarray(kernel)
-    if len(x_shape) == 3:
-        return np.repeat(kernel[None], x_shape[0], axis=0)
-    return kernel
-
-
-def run_lab(x: np.ndarray, settings: LabSettings, control: Control | None = None) -> LabResult:
-    """Convolution → activation → pooling on ``x`` ((H, W) or (C, H, W)): what the lab shows."""
-    s = settings
-    x = np.asarray(x)
-    weight = lab_weight(x.shape, s.kernel)
-    if x.dtype == np.float32:
-        weight = weight.astype(np.float32)  # an image stays in float32: twice as fast, precise enough to show
-    conv = conv2d(x, weight, s.bias, s.stride, s.padding, s.dilation)
-    checkpoint(control)
-    activated = activate(conv, s.activation, s.activation_param)
-    checkpoint(control)
-    pooled = winners = None
-    if s.pool_mode == "max":
-        pooled, winners = pool2d(
-            activated, s.pool_size, s.pool_stride, "max", s.pool_padding, return_indices=True
-        )
-    elif s.pool_mode != "none":
-        pooled = pool2d(activated, s.pool_size, s.pool_stride, s.pool_mode, s.pool_padding)
-    return LabResult(x, weight, conv, activated, pooled, winners, settings)
+        return getattr(lab, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
