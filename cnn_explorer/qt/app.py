@@ -92,12 +92,40 @@ def screenshot(
         if not window.grab().save(str(path)):
             raise RuntimeError(f"could not write {path}")
         written.append(path)
+    lab = next((p for p in window.pages if type(p).__name__ == "OpsLabPage"), None)
+    if lab is not None:
+        written += _lab_screenshots(window, lab, outdir, size)
     network = next((p for p in window.pages if type(p).__name__ == "NetworkPage"), None)
     if network is not None:
         written.append(_compare_screenshot(window, network, outdir / "compare.png"))
     window.close()
     app.processEvents()
     (outdir / ".screenshot-settings.ini").unlink(missing_ok=True)
+    return written
+
+
+LAB_SHOT_HEIGHT = 1150  # the backward view's second row of maps and the depth tab's filters need it
+
+
+def _lab_screenshots(window: QWidget, lab: QWidget, outdir: Path, size: tuple[int, int]) -> list[Path]:
+    """The Operations lab twice more, in a taller window: the course's max-pooling example with its
+    gradient routed back (``lab-backward.png``) and an RGB input with four filters (``lab-depth.png``)."""
+    written = []
+    window.show_page(window.pages.index(lab))
+    window.resize(size[0], max(size[1], LAB_SHOT_HEIGHT))
+    for name, prepare in (
+        ("lab-backward", lab.prepare_backward_screenshot),
+        ("lab-depth", lab.prepare_depth_screenshot),
+    ):
+        prepare()
+        wait_until(lambda: not window.is_busy(), 300)
+        wait_until(lambda: False, 0.2)
+        path = outdir / f"{name}.png"
+        if not window.grab().save(str(path)):
+            raise RuntimeError(f"could not write {path}")
+        written.append(path)
+    window.resize(*size)
+    wait_until(lambda: not window.is_busy(), 300)
     return written
 
 

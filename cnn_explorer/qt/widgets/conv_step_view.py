@@ -3,9 +3,11 @@
 ``ConvStepView(parent=None)`` paints, for a :class:`cnn_explorer.core.ops.ConvStep`, the input patch under
 the window (taps on zero padding hatched), the kernel, their element-wise products coloured by sign, the
 sum, the bias and the output value; with several input channels one row per channel, then the total.
-An optional activation is appended (``→ ReLU → 17``).
+An optional activation is appended (``→ ReLU → 17``). The backward pass's steps use the same sheet with
+their own column headings (upstream ∂L/∂z, flipped kernel), no bias and a name for the value.
 
-API: ``set_step(step, *, channel_names=None, activation=None, activated=None)``;
+API: ``set_step(step, *, channel_names=None, activation=None, activated=None, headings=None, bias=True,
+value_name=None)``;
 ``set_step(None, message=...)`` shows a message instead; ``plain_text()`` gives the same arithmetic as
 one line of text (tests, tooltips).
 """
@@ -34,6 +36,7 @@ PADDING_FILL = QColor(250, 250, 250)
 POSITIVE = QColor(214, 96, 77)
 NEGATIVE = QColor(67, 147, 195)
 WINDOW_COLOUR = QColor("#ff7f0e")
+HEADINGS = ("input patch", "kernel", "products")
 
 
 def _tint(colour: QColor, strength: float) -> QColor:
@@ -60,6 +63,9 @@ class ConvStepView(QWidget):
         self._activation: str | None = None
         self._activated: float | None = None
         self._message = ""
+        self._headings: tuple[str, str, str] = HEADINGS
+        self._bias = True
+        self._value_name: str | None = None
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumHeight(110)
 
@@ -75,8 +81,14 @@ class ConvStepView(QWidget):
         activation: str | None = None,
         activated: float | None = None,
         message: str = "",
+        headings: tuple[str, str, str] | None = None,
+        bias: bool = True,
+        value_name: str | None = None,
     ) -> None:
         self.step = step
+        self._headings = headings or HEADINGS
+        self._bias = bias
+        self._value_name = value_name
         n = 1 if step is None or step.patch.ndim == 2 else step.patch.shape[0]
         self._channels = (
             list(channel_names) if channel_names else ([""] if n == 1 else [f"ch {i}" for i in range(n)])
@@ -97,14 +109,20 @@ class ConvStepView(QWidget):
             return "[" + ", ".join("[" + ", ".join(format_number(v) for v in row) + "]" for row in a) + "]"
 
         parts = []
+        first, second, third = (h.split()[-1] for h in self._headings)  # "patch", "kernel", "products"
         for c, (patch, kernel, products) in enumerate(self._channel_arrays()):
             name = f"{self._channels[c]}: " if self._channels[c] else ""
             parts.append(
-                f"{name}patch {grid(patch)} × kernel {grid(kernel)} = products {grid(products)}"
+                f"{name}{first} {grid(patch)} × {second} {grid(kernel)} = {third} {grid(products)}"
                 f" → Σ = {format_number(products.sum())}"
             )
         text = "; ".join(parts)
-        text += f"; total {format_number(s.total)} + bias {format_number(s.bias)} = {format_number(s.value)}"
+        text += f"; total {format_number(s.total)}"
+        if self._bias:
+            text += f" + bias {format_number(s.bias)}"
+        if self._value_name:
+            text += f" = {self._value_name}"
+        text += f" = {format_number(s.value)}"
         if self._activation and self._activated is not None:
             text += f" → {self._activation} → {format_number(self._activated)}"
         return text
@@ -178,7 +196,7 @@ class ConvStepView(QWidget):
             if c == 0 or side_by_side:
                 painter.setFont(small)
                 painter.setPen(QColor("#444"))
-                for x, title in zip(xs, ("input patch", "kernel", "products"), strict=True):
+                for x, title in zip(xs, self._headings, strict=True):
                     box = QRectF(x - _OP_W / 2, by - _HEADER_H, grid_w + _OP_W, _HEADER_H)
                     painter.drawText(box, Qt.AlignmentFlag.AlignCenter, title)
             if label_w:
@@ -213,10 +231,12 @@ class ConvStepView(QWidget):
         # The result line: sum(s) + bias = value (→ activation → its value).
         painter.setFont(text_font)
         if len(channels) > 1:
-            sums = " + ".join(format_number(p.sum()) for _, _, p in channels)
-            line = f"{sums} + bias {format_number(s.bias)} = "
+            line = " + ".join(format_number(p.sum()) for _, _, p in channels)
         else:
-            line = f"Σ products {format_number(s.total)} + bias {format_number(s.bias)} = "
+            line = f"Σ products {format_number(s.total)}"
+        line += (f" + bias {format_number(s.bias)}" if self._bias else "") + " = "
+        if self._value_name:
+            line += f"{self._value_name} = "
         value = format_number(s.value)
         metrics = QFontMetricsF(text_font)
         bold = QFont(text_font)

@@ -1,4 +1,4 @@
-"""The Operations lab's plain helpers: its constants, colour maps, formula and shape text, and the small
+"""The Operations lab's plain helpers: its constants, colour maps, shape text, and the small
 widget factories every panel builds its controls with (so they all look and behave alike)."""
 
 from __future__ import annotations
@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QSpinBox
-
-from cnn_explorer.core.ops import output_size_formula
 
 DEBOUNCE_MS = 60  # coalesce a burst of spin-box changes into one recompute
 SOURCES = (
@@ -40,14 +38,6 @@ def channel_cmap(channel: str) -> pg.ColorMap:
         top = {"red": (230, 30, 30), "green": (20, 170, 40), "blue": (40, 80, 235)}[channel]
         return pg.ColorMap([0.0, 1.0], [(0, 0, 0), top])
     return pg.colormap.get("CET-L1")
-
-
-def formula_html(h: int, w: int, k: tuple[int, int], s: int, p: int, d: int = 1) -> str:
-    """The output-size formula for both axes (once when they agree)."""
-    fh = output_size_formula(h, k[0], s, p, d)
-    if h == w and k[0] == k[1]:
-        return f"<i>H′ = W′</i> = {fh}"
-    return f"<i>H′</i> = {fh}<br><i>W′</i> = {output_size_formula(w, k[1], s, p, d)}"
 
 
 def shape_text(a: np.ndarray) -> str:

@@ -1,5 +1,6 @@
 """The Operations lab's input panel: where the numbers come from (the loaded image — one channel or all
-three — at a working size and pixel scale, or a typed matrix with its examples and parse errors)."""
+three — at a working size and pixel scale, a typed matrix with its examples and parse errors, or a course
+example's picture, which is used as it is)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,22 @@ from PySide6.QtWidgets import QGroupBox, QPlainTextEdit, QStackedWidget, QVBoxLa
 
 from cnn_explorer.core.images import LoadedImage
 from cnn_explorer.core.kernels import COURSE_MATRIX, INPUT_PRESETS, input_preset
-from cnn_explorer.core.ops import format_matrix, parse_matrix
+from cnn_explorer.core.ops import format_matrix, format_number, parse_matrix
 from cnn_explorer.qt.pages.ops_lab.compute import LabInput
 from cnn_explorer.qt.pages.ops_lab.helpers import OWN_MATRIX, SOURCES, combo, form, hint, spin
 
 
 class InputPanel(QGroupBox):
-    """The "Input" box. ``matrix`` is the typed matrix as parsed (None while the text has a mistake)."""
+    """The "Input" box. ``matrix`` is the typed matrix as parsed (None while the text has a mistake);
+    ``array`` a course example's (C, H, W) picture once one was chosen (source "array")."""
 
     changed = Signal()  # something the computation depends on changed: recompute soon
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Input", parent)
         self.matrix: np.ndarray | None = input_preset(COURSE_MATRIX)
+        self.array: np.ndarray | None = None
+        self._array_name = ""
         self.source_combo = combo()
         for text, key in SOURCES:
             self.source_combo.addItem(text, key)
@@ -65,9 +69,16 @@ class InputPanel(QGroupBox):
         matrix_page.setLayout(mform)
         self.matrix_edit.setPlainText(format_matrix(self.matrix))
 
+        self.array_info = hint()
+        array_page = QWidget()
+        aform = form()
+        aform.addRow(self.array_info)
+        array_page.setLayout(aform)
+
         self.input_stack = QStackedWidget()
         self.input_stack.addWidget(image_page)
         self.input_stack.addWidget(matrix_page)
+        self.input_stack.addWidget(array_page)
         layout = QVBoxLayout(self)
         layout.setSpacing(4)
         row = form()
@@ -91,6 +102,11 @@ class InputPanel(QGroupBox):
         key = self.source_key()
         if key == "matrix":
             return None if self.matrix is None else LabInput("matrix", matrix=self.matrix)
+        if key == "array":
+            if self.array is None:
+                return None
+            scale = 1.0 if float(np.nanmax(self.array)) <= 1.0 else 255.0
+            return LabInput("array", matrix=self.array, scale=scale)
         if loaded is None:
             return None
         return LabInput(
@@ -100,6 +116,48 @@ class InputPanel(QGroupBox):
             size=self.size_spin.value(),
             scale=float(self.scale_combo.currentData()),
         )
+
+    def channels(self) -> int:
+        """How many channels the chosen source has: 3 for RGB (an image's, or an example's picture)."""
+        key = self.source_key()
+        if key == "rgb":
+            return 3
+        if key == "array" and self.array is not None and self.array.ndim == 3:
+            return int(self.array.shape[0])
+        return 1
+
+    def set_source(self, key: str) -> None:
+        """Choose a source (``changed`` follows, as if the user had chosen it)."""
+        self.source_combo.setCurrentIndex(self.source_combo.findData(key))
+
+    def set_matrix(self, matrix: np.ndarray) -> None:
+        """Type ``matrix`` in and compute on it (a course example's input)."""
+        matrix = np.asarray(matrix, dtype=np.float64)
+        same = [
+            n
+            for n, p in INPUT_PRESETS.items()
+            if p.array.shape == matrix.shape and np.array_equal(p.array, matrix)
+        ]
+        if same:
+            self.matrix_combo.setCurrentText(same[0])  # (types it in)
+        if not same or self.matrix is None or not np.array_equal(self.matrix, matrix):
+            self.matrix_edit.setPlainText(format_matrix(matrix))  # parsed; the example combo says "own"
+        self.set_source("matrix")
+
+    def set_array(self, array: np.ndarray, name: str) -> None:
+        """Compute on a course example's picture ((C, H, W), used as it is)."""
+        self.array = np.asarray(array, dtype=np.float64)
+        self._array_name = name
+        if self.source_combo.findData("array") < 0:
+            self.source_combo.addItem("Course example's picture", "array")
+        c = self.array.shape[0] if self.array.ndim == 3 else 1
+        h, w = self.array.shape[-2:]
+        lo, hi = format_number(float(self.array.min())), format_number(float(self.array.max()))
+        self.array_info.setText(f"{name}: {c}×{h}×{w}, values {lo} … {hi}, used as they are.")
+        if self.source_key() == "array":
+            self.changed.emit()
+        else:
+            self.set_source("array")
 
     def show_image_info(self, loaded: LoadedImage, w: int, h: int) -> None:
         """Say how the image was used: its name, full size, and whether it was shrunk to ``w``×``h``."""
@@ -113,7 +171,7 @@ class InputPanel(QGroupBox):
         self.changed.emit()
 
     def _show_source(self) -> None:
-        self.input_stack.setCurrentIndex(1 if self.source_key() == "matrix" else 0)
+        self.input_stack.setCurrentIndex({"matrix": 1, "array": 2}.get(self.source_key(), 0))
 
     @Slot()
     def _on_source_changed(self) -> None:

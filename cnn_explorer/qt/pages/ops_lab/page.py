@@ -1,37 +1,56 @@
-"""Operations lab: what one convolution, one activation and one pooling do, position by position.
+"""Operations lab: what a convolution, an activation and a pooling do, position by position, forward and
+backward, on one or several channels.
 
-Four columns read left to right, controls above the map they change: input → convolution → activation →
-pooling. Each map has its colour bar, its shape and the output-size formula with the current numbers.
-Below, step mode walks the window over the input and writes out patch × kernel = products → sum + bias,
-and a box compares this layer's parameter count with a fully-connected layer doing the same job.
+Top: the course examples (one click sets up a worked example of the notes) and the backward switch. Then
+the settings, one box per stage — a stage can be switched off, and the input goes straight to the next —
+and below them the maps, left to right: input → convolution → activation → pooling, one map per channel,
+each with its shape and the output-size formula. With the backward view on, a second row shows under each
+map the gradient of the loss with respect to it. At the bottom, tabs: step mode (the convolution, the
+pooling or the backward pass, one window at a time), the depth (input channels × filters, each filter as
+its C_in kernels), the activation with its derivative and softmax at a position, one SGD step on the
+kernel, and the design calculators; beside them the parameter count against a fully-connected layer, and
+the kernel's gradient.
 
-The page composes the panels (``input_panel``, ``settings_panel``, ``stages``, ``step_panel``,
-``params_panel``) and wires them; step mode's reactions live in the ``stepping`` mixin. All arithmetic is
-core's (cnn_explorer.core.ops); recomputing runs in a worker (JobSlot, body in ``compute``), a moment
-after the last control change, so dragging a spin box never freezes the page.
+The page composes the panels and wires them; step mode, the backward view, the course examples and depth,
+and the screenshots' states live in mixins (``stepping``, ``backward``, ``examples``, ``screenshots``). All
+arithmetic is core's (cnn_explorer.core.lab and .ops); recomputing — forward and backward — runs in a
+worker (JobSlot, body in ``compute``), a moment after the last control change.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from PySide6.QtCore import QTimer, Slot
-from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QScrollArea, QVBoxLayout, QWidget
 
 from cnn_explorer.core.images import LoadedImage
-from cnn_explorer.core.ops import ACTIVATIONS, LabSettings
+from cnn_explorer.core.lab import LabSettings, softmax_at
 from cnn_explorer.qt.pages.base import Page, ScrollContent
+from cnn_explorer.qt.pages.ops_lab.activation_view import ActivationView
+from cnn_explorer.qt.pages.ops_lab.backward import BackwardView
+from cnn_explorer.qt.pages.ops_lab.bottom import TABS, BottomTabs, SideColumn
+from cnn_explorer.qt.pages.ops_lab.calculators_panel import CalculatorsPanel
 from cnn_explorer.qt.pages.ops_lab.compute import LabInput, LabOutcome, compute_lab
-from cnn_explorer.qt.pages.ops_lab.helpers import DEBOUNCE_MS, SOURCES
+from cnn_explorer.qt.pages.ops_lab.depth_panel import DepthPanel
+from cnn_explorer.qt.pages.ops_lab.examples import CourseExamples
+from cnn_explorer.qt.pages.ops_lab.helpers import DEBOUNCE_MS
 from cnn_explorer.qt.pages.ops_lab.input_panel import InputPanel
+from cnn_explorer.qt.pages.ops_lab.kernel_gradient import KernelGradientPanel
+from cnn_explorer.qt.pages.ops_lab.lab_bar import LabBar
 from cnn_explorer.qt.pages.ops_lab.params_panel import ParamsPanel
+from cnn_explorer.qt.pages.ops_lab.screenshots import Screenshots
 from cnn_explorer.qt.pages.ops_lab.settings_panel import ActivationPanel, ConvPanel, PoolPanel
+from cnn_explorer.qt.pages.ops_lab.sgd_panel import SgdPanel
+from cnn_explorer.qt.pages.ops_lab.softmax_view import SoftmaxView
 from cnn_explorer.qt.pages.ops_lab.stages import StagesView
 from cnn_explorer.qt.pages.ops_lab.step_panel import StepPanel
 from cnn_explorer.qt.pages.ops_lab.stepping import StepMode
 from cnn_explorer.qt.workers import Job, JobSlot
 
 
-class OpsLabPage(StepMode, Page):
+class OpsLabPage(StepMode, BackwardView, CourseExamples, Screenshots, Page):
     title = "Operations lab"
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -39,7 +58,16 @@ class OpsLabPage(StepMode, Page):
         self._loaded: LoadedImage | None = None
         self._outcome: LabOutcome | None = None
         self._step_index = 0
-        self._pending_step_fraction: float | None = None
+        self._step_mode = "conv"
+        self._wanted_mode = "conv"  # what the user chose to step through
+        self._step_channel = 0
+        self._kernel_filter = 0  # the filter whose kernel gradient is shown
+        self._pending_step_fraction: float | tuple[float, float] | None = None
+        self._filter_names: list[str] = []  # of the result shown
+        self._example = None
+        self._applying = False
+        self._upstream_cell: tuple[int, ...] | None = None
+        self._source_seen: str | None = None
         self._slot = JobSlot()
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -47,10 +75,12 @@ class OpsLabPage(StepMode, Page):
         self._debounce.timeout.connect(self._recompute)
         self._build()
         self._connect()
-        self._schedule()
+        self._follow_source()
+        self._on_conv_changed()
 
     # -- building ---------------------------------------------------------------------------------
     def _build(self) -> None:
+        self.bar = LabBar()
         self.input_panel = InputPanel()
         self.conv_panel = ConvPanel()
         self.activation_panel = ActivationPanel()
@@ -62,22 +92,50 @@ class OpsLabPage(StepMode, Page):
 
         self.stages = StagesView()
         self.step_panel = StepPanel()
+        self.depth_panel = DepthPanel()
+        self.activation_view = ActivationView()
+        self.softmax_view = SoftmaxView()
+        self.sgd_panel = SgdPanel()
+        self.calculators_panel = CalculatorsPanel()
+        activation_tab = QWidget()
+        row = QHBoxLayout(activation_tab)
+        row.addWidget(self.activation_view, 3)
+        row.addWidget(self.softmax_view, 2)
+        design = QScrollArea()
+        design.setWidgetResizable(True)
+        design.setWidget(self.calculators_panel)
+        self.tabs = BottomTabs()
+        for widget, text in (
+            (self.step_panel, "Step through"),
+            (self.depth_panel, "Depth: channels × filters"),
+            (activation_tab, "Activation: f, f′, softmax"),
+            (self.sgd_panel, "SGD step"),
+            (design, "Design calculators"),
+        ):
+            self.tabs.addTab(widget, text)
         self.params_panel = ParamsPanel()
+        self.kernel_panel = KernelGradientPanel()
+        self.kernel_panel.setVisible(False)
+        side = SideColumn(self.tabs, self.params_panel, self.kernel_panel)
         bottom = QHBoxLayout()
         bottom.setSpacing(8)
-        bottom.addWidget(self.step_panel, 5)
-        bottom.addWidget(self.params_panel, 2)
+        bottom.addWidget(self.tabs, 5)
+        bottom.addWidget(side, 2)
 
         content = ScrollContent()
         layout = QVBoxLayout(content)
-        layout.setContentsMargins(10, 8, 10, 6)
+        layout.setContentsMargins(10, 6, 10, 6)
         layout.setSpacing(6)
+        layout.addWidget(self.bar, 0)
         layout.addLayout(top, 0)
+        layout.addWidget(self.bar.example_caption, 0)
         layout.addWidget(self.stages, 1)
         layout.addLayout(bottom, 0)
         self.scroll_page(content)
+        self._aliases()
 
-        # Names the tests, benchmarks and screenshots use: the panels' widgets, as the page's own.
+    def _aliases(self) -> None:
+        """Names the tests, benchmarks and screenshots use: the panels' widgets, as the page's own."""
         p = self.input_panel
         self.source_combo, self.size_spin, self.scale_combo = p.source_combo, p.size_spin, p.scale_combo
         self.image_info, self.input_stack = p.image_info, p.input_stack
@@ -95,59 +153,54 @@ class OpsLabPage(StepMode, Page):
         self.pool_mode_combo, self.pool_size_spin = o.pool_mode_combo, o.pool_size_spin
         self.pool_stride_spin, self.pool_padding_spin = o.pool_stride_spin, o.pool_padding_spin
         self.pool_info = o.pool_info
-        m = self.stages
-        self.input_map, self.conv_map, self.act_map, self.pool_map = m.views()
+        self.input_map, self.conv_map, self.act_map, self.pool_map = self.stages.views()
         st = self.step_panel
         self.back_button, self.step_button, self.play_button = st.back_button, st.step_button, st.play_button
         self.speed_slider, self.speed_label = st.speed_slider, st.speed_label
-        self.highlight_check, self.numbers_check = st.highlight_check, st.numbers_check
-        self.colour_combo, self.position_label = st.colour_combo, st.position_label
-        self.step_view = st.step_view
+        self.highlight_check, self.numbers_check = self.bar.highlight_check, self.bar.numbers_check
+        self.colour_combo, self.position_label = self.bar.colour_combo, st.position_label
+        self.step_view, self.pool_step_view = st.step_view, st.pool_view
         self.params_label = self.params_panel.params_label
         self.course_params_label = self.params_panel.course_params_label
+        self.example_combo, self.backward_check = self.bar.example_combo, self.bar.backward_check
+        self.upstream_combo = self.bar.upstream_combo
 
     def _connect(self) -> None:
-        for panel in (self.input_panel, self.conv_panel, self.pool_panel):
-            panel.changed.connect(self._schedule)
-        self.activation_panel.changed.connect(self._schedule)
+        self.input_panel.changed.connect(self._on_input_changed)
+        self.conv_panel.changed.connect(self._on_conv_changed)
+        self.pool_panel.changed.connect(self._on_setting_changed)
+        self.activation_panel.changed.connect(self._on_setting_changed)
         self.activation_panel.changed.connect(self._draw_activation_curve)
+        self.depth_panel.changed.connect(self._on_depth_changed)
         self.conv_panel.invalid_entry.connect(self.status_message)
+        self.bar.example_chosen.connect(self._on_example_chosen)
+        self.bar.backward_toggled.connect(self._on_backward_toggled)
+        self.bar.upstream_changed.connect(self._schedule)
         self.stages.cell_clicked.connect(self._jump_to_cell)
+        self.stages.gradient_clicked.connect(self._jump_to_gradient)
+        self.sgd_panel.kernel_stepped.connect(self._on_kernel_stepped)
         st = self.step_panel
         st.step_requested.connect(self._on_step_requested)
         st.play_started.connect(self._on_play_started)
         st.tick.connect(self._play_tick)
-        st.window_toggled.connect(self._update_step)
-        st.numbers_toggled.connect(self.stages.set_numbers)
-        st.colours_changed.connect(self._show_maps)
+        self.bar.window_toggled.connect(self._update_step)
+        self.bar.numbers_toggled.connect(self.stages.set_numbers)
+        self.bar.colours_changed.connect(self._show_maps)
+        st.mode_changed.connect(self._on_step_mode)
+        st.channel_changed.connect(self.set_step_channel)
 
     # -- page API (the main window calls these) ---------------------------------------------------
     def set_image(self, loaded: LoadedImage) -> None:
         self._loaded = loaded
-        if self._source_key() != "matrix":
+        if self._source_key() not in ("matrix", "array"):
             self._schedule()
 
     def is_busy(self) -> bool:
         return self._debounce.isActive() or self._slot.busy
 
-    def prepare_screenshot(self) -> None:
-        """Mid-way through a Sobel convolution of the sample photo, window visible, numbers readable."""
-        self._stop_playing()
-        self.source_combo.setCurrentIndex([k for _, k in SOURCES].index("gray"))
-        self.size_spin.setValue(40)
-        self.scale_combo.setCurrentIndex(0)
-        self.kernel_combo.setCurrentText("Sobel x")
-        self.stride_spin.setValue(1)
-        self.padding_spin.setValue(1)
-        self.dilation_spin.setValue(1)
-        self.bias_spin.setValue(0)
-        self.act_combo.setCurrentIndex(list(ACTIVATIONS).index("relu"))
-        self.pool_mode_combo.setCurrentIndex(0)
-        self.pool_size_spin.setValue(2)
-        self.pool_stride_spin.setValue(0)
-        self.highlight_check.setChecked(True)
-        self._pending_step_fraction = 0.42
-        self._schedule()
+    def show_tab(self, key: str) -> None:
+        """Bring a bottom tab forward: one of "step", "depth", "activation", "sgd", "design"."""
+        self.tabs.setCurrentIndex(TABS.index(key))
 
     def shutdown(self) -> None:
         self._stop_playing()
@@ -165,22 +218,36 @@ class OpsLabPage(StepMode, Page):
 
     def current_settings(self) -> LabSettings:
         stride = self.pool_stride_spin.value()
+        bias = float(self.bias_spin.value())
+        bank = self._filter_bank()
         return LabSettings(
             kernel=self.kernel_editor.kernel(),
-            bias=float(self.bias_spin.value()),
+            bias=bias,
             stride=self.stride_spin.value(),
             padding=self.padding_spin.value(),
             dilation=self.dilation_spin.value(),
             activation=self.activation_panel.name(),
             activation_param=self.activation_panel.param(),
-            pool_mode=str(self.pool_mode_combo.currentData()),
+            pool_mode=self.pool_panel.mode(),
             pool_size=self.pool_size_spin.value(),
             pool_stride=stride or None,
             pool_padding=self.pool_padding_spin.value(),
+            conv=self.conv_panel.isChecked(),
+            weights=bank.weights,
+            biases=np.full(bank.filters, bias),  # the lab's bias, for every filter
         )
 
     def _current_source(self) -> LabInput | None:
-        return self.input_panel.current_source(self._loaded)
+        source = self.input_panel.current_source(self._loaded)
+        if source is None:
+            return None
+        channels = self.input_panel.channels()
+        keep = self._input_channels_used()
+        if source.kind == "image" and channels == 3 and keep < 3:
+            return dataclasses.replace(source, keep=keep)
+        if source.kind == "array" and source.matrix.ndim == 3 and keep < source.matrix.shape[0]:
+            return dataclasses.replace(source, keep=keep)
+        return source
 
     # -- recomputing (in a worker) and showing the result -----------------------------------------
     @Slot()
@@ -197,21 +264,31 @@ class OpsLabPage(StepMode, Page):
             self.stages.clear(message)
             self._update_step()
             return
-        job = self._slot.start(compute_lab, source, self.current_settings(), name="operations lab")
-        job.result.connect(lambda outcome, job=job: self._on_result(job, outcome))
+        names = list(self._filter_bank().names)
+        job = self._slot.start(
+            compute_lab, source, self.current_settings(), self.backward_request(), name="operations lab"
+        )
+        job.result.connect(lambda outcome, job=job: self._on_result(job, outcome, names))
         job.failed.connect(lambda exc, job=job: self._on_failed(job, exc))
 
-    def _on_result(self, job: Job, outcome: LabOutcome) -> None:
+    def _on_result(self, job: Job, outcome: LabOutcome, names: list[str]) -> None:
         if not self._slot.is_current(job):
             return
         self._outcome = outcome
+        self._filter_names = names
         if outcome.error:
             self.status_message.emit(f"Operations lab: {outcome.error}")
-        if self._pending_step_fraction is not None and outcome.result is not None:
-            # Part-way down, at the strongest response of that row: a window on something worth seeing.
-            act = outcome.result.activated
-            row = min(act.shape[0] - 1, int(act.shape[0] * self._pending_step_fraction))
-            self._step_index = row * act.shape[1] + int(np.nanargmax(act[row]))
+        res = outcome.result
+        pending = self._pending_step_fraction
+        if pending is not None and res is not None and res.filters is not None:
+            # Part-way down, at the strongest response of that row (or part-way across): a window on
+            # something worth seeing.
+            act = res.maps("activation")[0]
+            rows, cols = act.shape
+            fraction, across = pending if isinstance(pending, tuple) else (pending, None)
+            row = min(rows - 1, int(rows * fraction))
+            col = int(np.nanargmax(act[row])) if across is None else min(cols - 1, int(cols * across))
+            self._step_index = row * cols + col
             self._pending_step_fraction = None
         self._show_maps()
         self._draw_activation_curve()
@@ -226,22 +303,53 @@ class OpsLabPage(StepMode, Page):
         if outcome is None:
             return
         s = self.current_settings() if outcome.result is None else outcome.result.settings
-        choice = self.step_panel.colour_choice()
+        choice = self.bar.colour_choice()
         x = outcome.x
+        self.stages.clear_marks()
         self.stages.show_input(outcome.source, x, s, choice)
-        if self._loaded is not None and outcome.source.kind != "matrix":
+        if self._loaded is not None and outcome.source.kind == "image":
             h, w = x.shape[-2:]
             self.input_panel.show_image_info(self._loaded, w, h)
         res = outcome.result
         if res is None:
+            self.stages.set_stages_on(s.stages_on)
             self.stages.show_impossible(outcome.error)
+            self.stages.set_backward(False)
             self.params_panel.show_result(None)
             self._update_step()
             return
-        self.stages.show_result(outcome, choice)
+        self.stages.show_result(outcome, choice, self._filter_names)
         self.pool_panel.describe(s)
-        self.params_panel.show_result(res)
+        example = self._example
+        if example is not None and example.dense_outputs is not None:
+            self.params_panel.show_result(res, example.dense_outputs, example.dense_bias)
+        else:
+            self.params_panel.show_result(res)
+        self._show_backward()
         self._update_step()
+        self._show_side_panels(res)
+
+    def _show_side_panels(self, res) -> None:
+        """The activation tab and the design calculators follow the result."""
+        s = res.settings
+        self.activation_view.set_activation(s.activation, s.activation_param)
+        self.activation_view.set_values(res.maps("conv"))
+        bank = self._filter_bank()
+        self.calculators_panel.set_channels(bank.in_channels, bank.filters, max(bank.kernel_size))
+
+    def _show_softmax(self) -> None:
+        """Softmax across the channels at the position stepped through (the activation's input there)."""
+        res = self._lab_result()
+        if res is None or res.settings.activation != "softmax" or self._step_mode != "conv":
+            self.softmax_view.clear(
+                "Choose Softmax as the activation (2 or more filters), then click a position."
+            )
+            return
+        pre = res.maps("conv")
+        r, c = divmod(self._step_index, pre.shape[-1])
+        self.softmax_view.set_breakdown(
+            softmax_at(pre, r, c), self.stages.output_names(res, self._filter_names)
+        )
 
     @Slot()
     def _draw_activation_curve(self) -> None:

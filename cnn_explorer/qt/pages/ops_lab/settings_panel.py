@@ -1,6 +1,8 @@
 """The Operations lab's settings, one box per stage: the convolution (kernel presets and editor, stride,
-padding, dilation, bias), the activation (function, its parameter, formula and curve) and the pooling
-(mode, size, stride, padding). Each box emits ``changed`` when the result it feeds must be recomputed."""
+padding, dilation, bias), the activation (function, its parameter, formula and derivative, and its
+curve) and the pooling (mode, size, stride, padding). The convolution and pooling boxes have a
+check box that switches the stage off (activation "None" does the same for the activation). Each box emits
+``changed`` when the result it feeds must be recomputed."""
 
 from __future__ import annotations
 
@@ -10,19 +12,24 @@ from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QDoubleSpinBox, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from cnn_explorer.core.kernels import KERNEL_PRESETS, kernel_preset
-from cnn_explorer.core.ops import ACTIVATIONS, LabSettings, activate
+from cnn_explorer.core.lab import LabSettings
+from cnn_explorer.core.ops import ACTIVATIONS, activation_curve
 from cnn_explorer.qt.pages.ops_lab.helpers import CUSTOM, combo, form, hint, spin
 from cnn_explorer.qt.widgets.kernel_editor import KernelEditor
 
 
 class ConvPanel(QGroupBox):
-    """One filter: a named or hand-edited kernel and how it slides (stride, padding, dilation, bias)."""
+    """The kernel (named or hand-edited) and how it slides (stride, padding, dilation, bias); the check
+    box switches the convolution off. How many filters, on how many channels: the depth panel."""
 
     changed = Signal()
     invalid_entry = Signal(str)  # a kernel cell was refused; the message says why
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__("Convolution (one filter)", parent)
+        super().__init__("Convolution", parent)
+        self.setCheckable(True)
+        self.setChecked(True)
+        self.setToolTip("Untick to switch the convolution off: the input goes straight to the next stage")
         self.kernel_combo = combo()
         self.kernel_combo.addItems([*KERNEL_PRESETS, CUSTOM])
         self.kernel_combo.setCurrentText("Sobel x")
@@ -67,7 +74,29 @@ class ConvPanel(QGroupBox):
         for box in (self.stride_spin, self.padding_spin, self.dilation_spin):
             box.valueChanged.connect(self._emit_changed)
         self.bias_spin.valueChanged.connect(self._emit_changed)
+        self.toggled.connect(self._emit_changed)
         self._on_kernel_preset(self.kernel_combo.currentText())
+
+    def set_kernel(self, kernel: np.ndarray, name: str = "") -> None:
+        """Show ``kernel``, under its preset's name when it is one (``name`` first); ``changed`` follows."""
+        kernel = np.asarray(kernel, dtype=np.float64)
+
+        def same(preset: str) -> bool:
+            values = KERNEL_PRESETS[preset].array
+            return values.shape == kernel.shape and np.array_equal(values, kernel)
+
+        named = [name] if name in KERNEL_PRESETS else []
+        preset = next((n for n in [*named, *KERNEL_PRESETS] if same(n)), CUSTOM)
+        self.kernel_combo.blockSignals(True)
+        self.kernel_combo.setCurrentText(preset)
+        self.kernel_combo.blockSignals(False)
+        self.kernel_editor.set_kernel(kernel)
+        self.kernel_info.setText(
+            KERNEL_PRESETS[preset].description
+            if preset != CUSTOM
+            else "Your own kernel: click a number to change it."
+        )
+        self.changed.emit()
 
     @Slot()
     def _emit_changed(self) -> None:
@@ -141,9 +170,10 @@ class ActivationPanel(QGroupBox):
         return self.act_param_spin.value() if act.param is not None else None
 
     def draw_curve(self, reach: float) -> None:
-        """The activation from −``reach`` to ``reach`` (the page passes the range the convolution made)."""
+        """The activation from −``reach`` to ``reach`` (the page passes the range the convolution made;
+        the "Activation" tab draws it with its derivative)."""
         xs = np.linspace(-reach, reach, 201)
-        self.act_curve.setData(xs, activate(xs, self.name(), self.param()))
+        self.act_curve.setData(xs, activation_curve(self.name(), self.param(), xs)[0])
 
     @Slot()
     def _emit_changed(self) -> None:
@@ -158,7 +188,10 @@ class ActivationPanel(QGroupBox):
             self.act_param_spin.blockSignals(True)
             self.act_param_spin.setValue(act.default)
             self.act_param_spin.blockSignals(False)
-        self.act_formula.setText(f"<b>f(x)</b> = {act.formula}")
+        self.act_formula.setText(
+            f"<b>f(x)</b> = {act.formula}<br><span style='color:#2166ac'>f′(x) = {act.derivative}</span>"
+        )
+        self.act_formula.setWordWrap(True)
 
     @Slot()
     def _on_activation_changed(self) -> None:
@@ -167,14 +200,18 @@ class ActivationPanel(QGroupBox):
 
 
 class PoolPanel(QGroupBox):
-    """The pooling window: mode (max, average, sum, none), size, stride and padding, with a sentence."""
+    """The pooling window: mode (max, average, sum), size, stride and padding, with a sentence; the check
+    box switches pooling off."""
 
     changed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Pooling", parent)
+        self.setCheckable(True)
+        self.setChecked(True)
+        self.setToolTip("Untick to switch pooling off: the activation's map is the output")
         self.pool_mode_combo = combo()
-        for text, key in (("Max", "max"), ("Average", "avg"), ("Sum", "sum"), ("None", "none")):
+        for text, key in (("Max", "max"), ("Average", "avg"), ("Sum", "sum")):
             self.pool_mode_combo.addItem(text, key)
         self.pool_size_spin = spin(1, 8, 2, "Pooling window size (k×k)")
         self.pool_stride_spin = spin(0, 8, 0, "How far the pooling window moves (0 = its size)")
@@ -195,6 +232,11 @@ class PoolPanel(QGroupBox):
         self.pool_size_spin.valueChanged.connect(self._on_pool_size)
         self.pool_stride_spin.valueChanged.connect(self._emit_changed)
         self.pool_padding_spin.valueChanged.connect(self._emit_changed)
+        self.toggled.connect(self._emit_changed)
+
+    def mode(self) -> str:
+        """The pooling mode in force: "none" while the box is unticked."""
+        return str(self.pool_mode_combo.currentData()) if self.isChecked() else "none"
 
     def describe(self, s: LabSettings) -> None:
         """One sentence on what the pooling of ``s`` (the settings last computed) does."""
