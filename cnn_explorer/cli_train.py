@@ -346,7 +346,7 @@ def run_predict(args: argparse.Namespace) -> int:
         if args.run_dir.is_file():
             loaded = zoo.load_model_file(args.run_dir, trust_code=args.trust_code)
         else:
-            loaded = load_run_model(args.run_dir, which=args.checkpoint)
+            loaded = load_run_model(args.run_dir, which=args.checkpoint, trust_code=args.trust_code)
     except (RunDirError, zoo.ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

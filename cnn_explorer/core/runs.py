@@ -58,7 +58,7 @@ STATUSES = ("running", "finished", "stopped", "diverged", "failed", "interrupted
 
 # A temporary file of a write in progress: .<name>.<pid>[.<random>].tmp (zoo.save_checkpoint's has no random
 # part). The PID tells whether its writer is still alive.
-_TEMP_NAME = re.compile(r"^\..+\.(\d+)(?:\.\w+)?\.tmp$")
+_TEMP_NAME = re.compile(r"^\..+?\.(\d+)(?:\.[0-9a-f]{8})?\.tmp$")  # lazy name: "1234.12345678" is pid.random
 
 
 class WriteProblem(enum.Enum):

@@ -1153,8 +1153,10 @@ class Prediction:
     error: str | None = None
 
 
-def load_run_model(run_dir: str | Path, *, which: str = "best") -> zoo.LoadedModel:
+def load_run_model(run_dir: str | Path, *, which: str = "best", trust_code: bool = False) -> zoo.LoadedModel:
     """The fine-tuned model of a run (``which`` = "best" or "last"; falls back to the other one).
+
+    ``trust_code`` as for :func:`zoo.load_model_file` (a checkpoint replaced by a TorchScript file).
 
     A checkpoint that is a bare state_dict (saved by hand, without class names) gets the run's class names
     from dataset.json when their number matches the head; otherwise ``notes`` says that the names are
@@ -1168,11 +1170,11 @@ def load_run_model(run_dir: str | Path, *, which: str = "best") -> zoo.LoadedMod
         order.reverse()
     for path in order:
         if path.is_file():
-            return _with_run_names(run, path)
+            return _with_run_names(run, path, trust_code)
     raise RunDirError(f"{run.path} has no checkpoint (best.pt or last.pt) yet.")
 
 
-def _with_run_names(run: RunDir, path: Path) -> zoo.LoadedModel:
+def _with_run_names(run: RunDir, path: Path, trust_code: bool = False) -> zoo.LoadedModel:
     try:
         config = run.read_config()
         names = [str(c) for c in run.read_dataset().get("class_names", [])]
@@ -1183,7 +1185,7 @@ def _with_run_names(run: RunDir, path: Path) -> zoo.LoadedModel:
         arch = zoo.get_info(arch).name if isinstance(arch, str) else None  # the run's architecture helps
     except zoo.ModelLoadError:
         arch = None
-    loaded = zoo.load_model_file(path, arch=arch)
+    loaded = zoo.load_model_file(path, arch=arch, trust_code=trust_code)
     if loaded.categories == names:
         return loaded  # a CNN Explorer checkpoint of this run
     try:

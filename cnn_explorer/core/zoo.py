@@ -27,6 +27,7 @@ import enum
 import functools
 import hashlib
 import http.client
+import io
 import math
 import os
 import re
@@ -107,7 +108,7 @@ class UntrustedCodeError(ModelLoadError):
     """The file is a program (TorchScript): opening it runs its code, so it needs the user's consent.
 
     ``sha256`` identifies the file's content, so a "yes" can be remembered for exactly this file.
-    Pass ``trust_code=True`` to :func:`load_model_file` once the user agreed.
+    Pass ``trusted_sha256=err.sha256`` to :func:`load_model_file` once the user agreed to these bytes.
     """
 
     def __init__(self, path: Path, sha256: str) -> None:
@@ -951,7 +952,7 @@ def _package_state_dict(path: Path) -> dict[str, Tensor]:
         copy.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in sd.items()}, tmp, metadata=stamp)
         os.replace(tmp, copy)
-    except OSError:
+    except (OSError, SafetensorError):  # (safetensors may report a failed write as its own error)
         with contextlib.suppress(OSError):
             tmp.unlink()
     return sd
@@ -1101,21 +1102,30 @@ def load_model_file(
     arch: str | None = None,
     control: Control | None = None,
     trust_code: bool = False,
+    trusted_sha256: str | None = None,
 ) -> LoadedModel:
     """Open a CNN Explorer checkpoint, a TorchScript file, or a plain state_dict (.pth/.pt/.safetensors).
 
     What the file is comes from its bytes (:func:`sniff_model_file`), not its name. For a plain state_dict
     the architecture is ``arch`` or, when that does not fit or is None, the zoo model whose parameter names
     match; the number of classes comes from the head weight's shape. A pickled full model is refused with
-    an explanation. TorchScript is a program: without ``trust_code`` it raises :class:`UntrustedCodeError`.
+    an explanation. TorchScript is a program: it loads only with ``trust_code`` (the command line's
+    ``--trust-code``: whatever the file holds) or with ``trusted_sha256``, the content the user agreed to;
+    otherwise it raises :class:`UntrustedCodeError`. The bytes that are hashed are the bytes that run (read
+    once), so a file changed after the question is asked about again.
     """
     path = Path(path)
     checkpoint(control)
     kind = sniff_model_file(path)
     if kind is ModelFileKind.TORCHSCRIPT:
-        if not trust_code:
-            raise UntrustedCodeError(path, file_sha256(path))
-        return _load_torchscript(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelLoadError(f"Cannot open {path.name}: {exc.strerror or exc}") from None
+        sha = hashlib.sha256(data).hexdigest()
+        if not (trust_code or trusted_sha256 == sha):
+            raise UntrustedCodeError(path, sha)
+        return _load_torchscript(path, data)
     if kind is ModelFileKind.SAFETENSORS:
         obj: Any = _read_safetensors(path)
     else:
@@ -1190,11 +1200,11 @@ def load_model_file(
     )
 
 
-def _load_torchscript(path: Path) -> LoadedModel:
+def _load_torchscript(path: Path, data: bytes) -> LoadedModel:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            model = torch.jit.load(str(path), map_location="cpu")
+            model = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception as exc:
         raise ModelLoadError(f"Cannot open {path.name}: damaged TorchScript file ({exc})") from None
     model.eval()

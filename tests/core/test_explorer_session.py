@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cnn_explorer.core import zoo
@@ -99,3 +100,38 @@ def test_a_failed_load_reverts_the_choice_to_what_is_shown(runs):
     session.revert_choice(Side.A, "download failed")
     assert session.a.source.key == "zoo:lenet5" and session.a.loaded.info.name == "lenet5"
     assert isinstance(session.a.loaded.weights, zoo.WeightsSource)
+
+
+def test_an_edited_picture_is_another_picture(tmp_path):
+    import threading
+
+    from PIL import Image
+
+    from cnn_explorer.core.explorer.tasks import compute_cam, image_key
+
+    path = tmp_path / "black.png"
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(path)
+    before = image_key(open_image(path))
+    edited = np.zeros((64, 64), np.uint8)
+    edited[3] = 255  # one line: a sample of every 7th row would miss it
+    Image.fromarray(edited).save(path)
+    assert image_key(open_image(path)) != before
+
+    # Two sides showing one model: their Grad-CAMs take turns on its hooks instead of mixing them up.
+    loaded = zoo.load_model("lenet5", allow_download=False)
+    pixels = open_image(ASSETS / "chelsea.png").pixels
+    errors: list[BaseException] = []
+
+    def many() -> None:
+        try:
+            for _ in range(40):
+                compute_cam(loaded, pixels, "c3", 0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=many) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []

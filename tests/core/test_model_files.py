@@ -230,3 +230,21 @@ def test_bytes_loaded_from_memory_are_sniffed_like_files(tmp_path):
     torch.save({"a": torch.zeros(2)}, buf)
     (tmp_path / "x").write_bytes(buf.getvalue())
     assert zoo.sniff_model_file(tmp_path / "x") is zoo.ModelFileKind.TORCH_ZIP
+
+
+def test_consent_holds_for_the_bytes_agreed_to_not_the_path(hostile):
+    path, victim = hostile
+    with pytest.raises(zoo.UntrustedCodeError) as asked:
+        zoo.load_model_file(path)
+    with pytest.raises(zoo.UntrustedCodeError):
+        zoo.load_model_file(path, trusted_sha256="0" * 64)  # someone else's yes
+    assert victim.read_bytes() == b"precious"
+    with open(path, "ab") as fh:  # the file changes after the user said yes to what it was
+        fh.write(b"\0")
+    with pytest.raises(zoo.UntrustedCodeError) as again:
+        zoo.load_model_file(path, trusted_sha256=asked.value.sha256)
+    assert again.value.sha256 != asked.value.sha256 and victim.read_bytes() == b"precious"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        zoo.load_model_file(path, trusted_sha256=again.value.sha256)  # yes to these bytes: they run
+    assert victim.read_bytes() == b"AAAAAAAA"

@@ -467,3 +467,14 @@ def test_every_file_of_a_run_gets_the_same_permissions_from_the_umask(tiny_folde
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
     assert len(modes) == 10
     assert set(modes.values()) == {stat.S_IMODE(reference.stat().st_mode)} == {0o640}, modes
+
+
+def test_a_live_writers_temp_file_with_a_numeric_random_part_is_kept(tmp_path: Path):
+    """.<name>.<pid>.<8 hex>.tmp: an all-digit random part must not be read as the PID."""
+    run = RunDir(tmp_path)
+    live = tmp_path / f".summary.json.{os.getpid()}.12345678.tmp"
+    dead = tmp_path / ".summary.json.999999999.tmp"
+    live.write_text("{}")
+    dead.write_text("{}")
+    assert run.remove_stale_temp_files() == [dead]
+    assert live.exists() and not dead.exists()

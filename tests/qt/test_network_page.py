@@ -628,3 +628,36 @@ def test_the_whole_layer_table_opens_sorted_and_steps_to_a_row(lenet, qtbot):
     idle(qtbot, page)
     assert page.current_row.name == "f6" and page.view.name == "f6"
     table.close()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_a_yes_without_remembering_is_not_reused_for_changed_bytes(lenet, qtbot, tmp_path, coffee):
+    page = lenet
+    path = tmp_path / "program.pt"
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    torch.jit.save(torch.jit.script(net.eval()), str(path))
+    page.open_model_file(path)
+    answer_code_consent(qtbot, page, run=True)  # yes, once, not remembered
+    idle(qtbot, page)
+    assert page.loaded.num_classes == 5
+    other = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 7)
+    )
+    torch.jit.save(torch.jit.script(other.eval()), str(path))  # another program under the same name
+    page.caches.forget_model(f"file:{path}")  # as when the model falls out of the memory budget
+    page.set_image(coffee)  # a reload of the same file
+    answer_code_consent(qtbot, page, run=False)  # asked again: the yes was for the old bytes
+    idle(qtbot, page)
+    kept = page.caches.models.keys()
+    assert not any(page.caches.models.get(k).num_classes == 7 for k in kept)
+
+
+def test_a_run_opened_on_the_picture_already_shown_replaces_the_model(lenet, qtbot, tmp_path):
+    page = lenet
+    run = tmp_path / "runs" / "scratch-01"
+    _lenet_checkpoint(run / "best.pt", ["bird", "cat", "horse"])
+    (run / "config.json").write_text('{"model": "lenet5", "strategy": "scratch"}')
+    page.open_model_file(run / "best.pt", image=ASSETS / "chelsea.png")  # the cat is on screen already
+    idle(qtbot, page)
+    assert page.loaded.categories == ["bird", "cat", "horse"]
+    assert page.model_combo.currentText().startswith("Fine-tuned: scratch-01")

@@ -364,7 +364,7 @@ def resolve_spec(
             raise CompareError(
                 f"{path} is a folder but not a run folder (it has no {CONFIG_FILE} or {BEST_CHECKPOINT})."
             )
-        loaded = load_run_model(path, which="best")
+        loaded = load_run_model(path, which="best", trust_code=trust_code)
         return ResolvedModel(loaded, f"run {path.resolve().name}", SpecKind.RUN, spec, tuple(loaded.notes))
     if path.exists():
         loaded = zoo.load_model_file(path, control=control, trust_code=trust_code)

@@ -7,11 +7,16 @@ page's "latest request wins" runner calls them; tests call them directly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from cnn_explorer.core import zoo
 from cnn_explorer.core.cam import CamResult, grad_cam
@@ -32,6 +37,25 @@ __all__ = [
 ]
 
 
+# Capture and Grad-CAM put hooks on the model's modules: two of them at once on one model (sides A and B
+# showing the same model, each with its own runner) would see each other's passes. One lock per model.
+_MODEL_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def model_in_use(model: nn.Module, control: Control | None = None) -> Iterator[None]:
+    """Hold ``model`` for a pass that hooks it; waits (cancellably) while another thread holds it."""
+    with _LOCKS_GUARD:
+        lock = _MODEL_LOCKS.setdefault(model, threading.Lock())
+    while not lock.acquire(timeout=0.05):
+        checkpoint(control)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """Where a model comes from: a zoo entry or a file."""
@@ -41,7 +65,7 @@ class ModelSource:
     name: str | None = None
     path: Path | None = None
     arch_hint: str | None = None  # for a plain state_dict: try this architecture first
-    trust_code: bool = False  # the user agreed to run this (TorchScript) file's code
+    trusted_sha256: str | None = None  # the (TorchScript) content whose code the user agreed to run
 
     @classmethod
     def zoo(cls, name: str) -> ModelSource:
@@ -57,7 +81,7 @@ class ModelSource:
     def load(self, *, allow_download: bool, control: Control | None) -> zoo.LoadedModel:
         if self.path is not None:
             return zoo.load_model_file(
-                self.path, arch=self.arch_hint, control=control, trust_code=self.trust_code
+                self.path, arch=self.arch_hint, control=control, trusted_sha256=self.trusted_sha256
             )
         assert self.name is not None
         return zoo.load_model(self.name, allow_download=allow_download, control=control)
@@ -101,7 +125,8 @@ def run_model(
     if pixels is not None:
         checkpoint(control)
         report(control, Stage(f"Running {loaded.info.title} on the image…"))
-        exploration = explore(loaded, pixels, max_layer_bytes=max_layer_bytes, control=control)
+        with model_in_use(loaded.model, control):
+            exploration = explore(loaded, pixels, max_layer_bytes=max_layer_bytes, control=control)
     return ModelRun(source, loaded, exploration, image)
 
 
@@ -114,7 +139,8 @@ def compute_cam(
 ) -> CamResult:
     """Grad-CAM of one class at one layer for the picture."""
     report(control, Stage(f"Grad-CAM at {layer}…"))
-    return grad_cam(loaded.model, loaded.preprocess(pixels), layer, class_index, control=control)
+    with model_in_use(loaded.model, control):
+        return grad_cam(loaded.model, loaded.preprocess(pixels), layer, class_index, control=control)
 
 
 @dataclass(frozen=True)
@@ -147,7 +173,20 @@ def prepare_view(
     )
 
 
+_FULL_HASH_BYTES = 8 << 20  # pictures up to this size are fingerprinted whole (~5 ms); larger ones sampled
+
+
 def image_key(image: LoadedImage) -> tuple:
-    """Identifies a picture for the caches: its file and a fingerprint of its pixels."""
-    sample = np.ascontiguousarray(image.pixels[::7, ::7])
-    return (str(image.path), image.pixels.shape, hashlib.blake2b(sample.tobytes(), digest_size=8).hexdigest())
+    """Identifies a picture for the caches: its file, the file's size and time, and its pixels' fingerprint.
+
+    Every pixel counts up to 8 MB (a re-saved file with one changed line is another picture); beyond that a
+    sample of rows and columns, with the file's modification time and size to tell edits apart."""
+    pixels = image.pixels
+    data = pixels if pixels.nbytes <= _FULL_HASH_BYTES else np.ascontiguousarray(pixels[::3, ::3])
+    try:
+        info = image.path.stat()
+        stamp = (info.st_size, info.st_mtime_ns)
+    except OSError:
+        stamp = (0, 0)
+    digest = hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=8).hexdigest()
+    return (str(image.path), *stamp, pixels.shape, digest)

@@ -14,7 +14,7 @@ from cnn_explorer.core.cam import default_cam_layer
 from cnn_explorer.core.explorer import text
 from cnn_explorer.core.explorer.compare import weight_changes
 from cnn_explorer.core.explorer.session import Side
-from cnn_explorer.core.explorer.tasks import ModelRun, ModelSource
+from cnn_explorer.core.explorer.tasks import ModelRun, ModelSource, image_key
 from cnn_explorer.core.trust import TrustDecision
 from cnn_explorer.qt import style
 from cnn_explorer.qt.widgets.code_consent import CodeConsentDialog
@@ -62,8 +62,10 @@ class ModelBinding:
         self.sides[side].run(state.source, image_path=image_path, allow_download=allow_download)
 
     def _on_model_ready(self, side: Side, run: ModelRun) -> None:
-        if run.image is not None:  # the job opened a picture of its own: every side shows that one now
-            self.set_image(run.image)  # (this side's result is kept for it, so it is shown at once)
+        if run.image is not None and image_key(run.image) != self.session.image_key:
+            # The job opened a picture of its own: every side shows that one now (this side's result is
+            # kept for it, so it is shown at once).
+            self.set_image(run.image)
         else:
             self.session.set_result(side, run.source, run.loaded, run.exploration)
         self.status_message.emit(text.loaded_message(run.loaded, run.exploration))
@@ -172,23 +174,26 @@ class ModelBinding:
             self._bar(side).select(state.shown.key)
 
     def _ask_to_run_code(self, side: Side, source: ModelSource, exc: zoo.UntrustedCodeError) -> None:
-        """TorchScript runs code: open it only with the user's (possibly remembered) consent."""
+        """TorchScript runs code: open it only with the user's (possibly remembered) consent, which holds
+        for exactly these bytes (``exc.sha256``); changed bytes are asked about again."""
         decision = self.code_trust.decision(exc.sha256)
         if decision is TrustDecision.UNKNOWN:
             dialog = CodeConsentDialog(exc.path, exc.sha256, self)
             dialog.finished.connect(lambda _r: self._on_code_consent(side, dialog, source))
             dialog.open()
             return
-        self._act_on_consent(side, source, exc.path, decision)
+        self._act_on_consent(side, source, exc.path, exc.sha256, decision)
 
     def _on_code_consent(self, side: Side, dialog: CodeConsentDialog, source: ModelSource) -> None:
         dialog.store(self.code_trust)
         dialog.deleteLater()
-        self._act_on_consent(side, source, dialog.path, dialog.decided)
+        self._act_on_consent(side, source, dialog.path, dialog.sha256, dialog.decided)
 
-    def _act_on_consent(self, side: Side, source: ModelSource, path: Path, decision: TrustDecision) -> None:
+    def _act_on_consent(
+        self, side: Side, source: ModelSource, path: Path, sha256: str, decision: TrustDecision
+    ) -> None:
         if decision is TrustDecision.TRUSTED:
-            trusted = dataclasses.replace(source, trust_code=True)
+            trusted = dataclasses.replace(source, trusted_sha256=sha256)
             state = self.session.side(side)
             if state is not None:
                 state.source = trusted

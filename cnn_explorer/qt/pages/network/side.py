@@ -139,7 +139,7 @@ class SideView(QObject):
         """Load ``source`` (unless kept) and run it on the session's picture (or ``image_path``)."""
         image = self.session.image
         pixels = None if image_path is not None or image is None else image.pixels
-        key = ("model", source.key, None if pixels is None else self.session.image_key, source.trust_code)
+        key = ("model", source.key, None if pixels is None else self.session.image_key, source.trusted_sha256)
         self._downloading = False
         self.bar.set_busy(True, f"Loading {source.label}…")
         self.models.request(
