@@ -97,7 +97,7 @@ def test_a_failed_load_reverts_the_choice_to_what_is_shown(runs):
     session, _ = _session(runs)
     session.choose_source(Side.A, ModelSource.zoo("resnet18"))
     assert session.a.source.key == "zoo:resnet18"
-    session.revert_choice(Side.A, "download failed")
+    session.revert_choice(Side.A)  # (the download failed)
     assert session.a.source.key == "zoo:lenet5" and session.a.loaded.info.name == "lenet5"
     assert isinstance(session.a.loaded.weights, zoo.WeightsSource)
 

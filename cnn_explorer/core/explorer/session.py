@@ -42,7 +42,6 @@ class SideState:
     shown: ModelSource | None = None  # whose results ``loaded`` and ``exploration`` are
     loaded: zoo.LoadedModel | None = None
     exploration: Exploration | None = None
-    error: str = ""  # why the last load failed ("" when it did not)
 
     @property
     def rows(self) -> list[LayerRow]:
@@ -146,7 +145,6 @@ class ExplorerSession:
         if not reload and state.source is not None and state.source.key == source.key and state.ready:
             return
         state.source = source
-        state.error = ""
         self.events.source.emit(side)
 
     def open_compare(self, source: ModelSource, *, reload: bool = False) -> None:
@@ -171,7 +169,7 @@ class ExplorerSession:
         state = self.sides[side]
         if state is None:
             return
-        state.source, state.loaded, state.exploration, state.error = source, loaded, exploration, ""
+        state.source, state.loaded, state.exploration = source, loaded, exploration
         state.shown = source
         self._pairing = None
         self.events.model.emit(side)
@@ -180,11 +178,10 @@ class ExplorerSession:
         else:
             self.events.layer.emit()  # side B follows the cursor it now has rows for
 
-    def revert_choice(self, side: Side, message: str = "") -> None:
+    def revert_choice(self, side: Side) -> None:
         """Loading the chosen model failed or was stopped: the choice goes back to what is shown."""
         state = self.sides[side]
         if state is not None:
-            state.error = message
             state.source = state.shown
 
     def _restore_cursor(self) -> None:

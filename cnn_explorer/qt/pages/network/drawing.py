@@ -60,7 +60,7 @@ class Drawing:
 
     @property
     def cam(self) -> CamResult | None:
-        return self._cams.get(Side.A) if self.session.cam.enabled else None
+        return self.cam_for(Side.A)
 
     def cam_for(self, side: Side) -> CamResult | None:
         """The Grad-CAM drawn over ``side``'s picture now, if any."""
@@ -85,7 +85,7 @@ class Drawing:
         self.layer_panel.summary.setText("")
         self.centre_a.clear_all(message)
         self.side_panel.clear(message)
-        self._cams: dict[Side, CamResult | None] = {}
+        self._cams.clear()
 
     def _bar(self, side: Side):
         return self.bar_a if side is Side.A else self.bar_b
@@ -130,7 +130,7 @@ class Drawing:
             if view is not None:
                 if self.stats_view.stats is not view.stats:
                     self.stats_view.set_stats(view.stats)
-                if self.session.cursor.channel is None and getattr(self, "_telling_wanted", False):
+                if self.session.cursor.channel is None and self._telling_wanted:
                     self._telling_wanted = False
                     if view.spatial:
                         self.session.select_channel(_telling_channel(view.values))

@@ -14,7 +14,7 @@ from cnn_explorer.core.cam import default_cam_layer
 from cnn_explorer.core.explorer import text
 from cnn_explorer.core.explorer.compare import weight_changes
 from cnn_explorer.core.explorer.session import Side
-from cnn_explorer.core.explorer.tasks import ModelRun, ModelSource, image_key
+from cnn_explorer.core.explorer.tasks import ModelRun, ModelSource
 from cnn_explorer.core.trust import TrustDecision
 from cnn_explorer.qt import style
 from cnn_explorer.qt.widgets.code_consent import CodeConsentDialog
@@ -62,10 +62,11 @@ class ModelBinding:
         self.sides[side].run(state.source, image_path=image_path, allow_download=allow_download)
 
     def _on_model_ready(self, side: Side, run: ModelRun) -> None:
-        if run.image is not None and image_key(run.image) != self.session.image_key:
+        if run.image is not None and self.session.set_image(run.image):
             # The job opened a picture of its own: every side shows that one now (this side's result is
             # kept for it, so it is shown at once).
-            self.set_image(run.image)
+            for each in self.session.active_sides():
+                self._run(each)
         else:
             self.session.set_result(side, run.source, run.loaded, run.exploration)
         self.status_message.emit(text.loaded_message(run.loaded, run.exploration))
@@ -164,11 +165,11 @@ class ModelBinding:
         self.notice_label.setText(message)
         self.notice_label.setVisible(True)
         self.status_message.emit(message)
-        self._revert(side, message)
+        self._revert(side)
 
-    def _revert(self, side: Side, message: str = "") -> None:
+    def _revert(self, side: Side) -> None:
         """The picker goes back to what is on screen."""
-        self.session.revert_choice(side, message)
+        self.session.revert_choice(side)
         state = self.session.side(side)
         if state is not None and state.shown is not None:
             self._bar(side).select(state.shown.key)

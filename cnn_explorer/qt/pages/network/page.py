@@ -15,6 +15,7 @@ from PySide6.QtGui import QKeyEvent, QShowEvent
 from PySide6.QtWidgets import QFileDialog, QLabel, QSplitter, QVBoxLayout, QWidget
 
 from cnn_explorer.core import zoo
+from cnn_explorer.core.cam import CamResult
 from cnn_explorer.core.explorer import text
 from cnn_explorer.core.explorer.session import ExplorerSession, Side
 from cnn_explorer.core.explorer.tasks import ModelSource
@@ -49,6 +50,8 @@ class NetworkPage(ModelBinding, Drawing, Page):
         self.code_trust = CodeTrust()  # remembered answers about running TorchScript files' code
         self._stale = False  # a picture or model arrived while hidden: run when shown
         self._shut_down = False
+        self._cams: dict[Side, CamResult | None] = {}  # each side's Grad-CAM on screen (None: failed / none)
+        self._telling_wanted = False  # a screenshot asked for a telling channel once the view is in
         self._build()
         s = self.sides
         for side_view in s.values():
