@@ -38,7 +38,17 @@ def _screenshot(args: argparse.Namespace) -> int:
 
 # Subcommands whose modules import torch: registered only when the command line may need them, so that
 # `--version`, `screenshot` and opening the window do not pay for it before they start.
-_HEAVY_COMMANDS = ("models", "inspect", "finetune", "predict", "compare", "lab")
+_HEAVY_COMMANDS = (
+    "models",
+    "inspect",
+    "finetune",
+    "predict",
+    "compare",
+    "lab",
+    "recommend",
+    "probe",
+    "lr-find",
+)
 
 
 def _needs_heavy_commands(argv: list[str]) -> bool:
@@ -69,12 +79,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     shot.set_defaults(func=_screenshot)
 
     if _needs_heavy_commands(sys.argv[1:] if argv is None else argv):
-        from cnn_explorer import cli_compare, cli_explore, cli_lab, cli_train
+        from cnn_explorer import cli_compare, cli_explore, cli_guide, cli_lab, cli_train
 
         cli_explore.register(sub)
         cli_train.register(sub)
         cli_compare.register(sub)
         cli_lab.register(sub)
+        cli_guide.register(sub)
     return parser
 
 

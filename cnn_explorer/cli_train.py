@@ -33,7 +33,6 @@ from cnn_explorer.core.training import (
     OPTIMIZERS,
     SCHEDULES,
     STRATEGIES,
-    CheckpointSaved,
     ConfigError,
     EpochEnd,
     FileSkipped,
@@ -43,11 +42,13 @@ from cnn_explorer.core.training import (
     StepEnd,
     TrainConfig,
     ValidationStep,
+    WatchFrame,
     fit,
     load_run_model,
     predict_files,
     resume,
 )
+from cnn_explorer.core.transfer.progress import TrainingProgress, epoch_line, watch_line
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 PLAIN_PROGRESS_EVERY_S = 10.0  # without a terminal: a progress line at most this often
@@ -79,10 +80,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--top-blocks", type=int, default=defaults.top_blocks, help="blocks trained by fine-tune-top"
     )
+    p.add_argument(
+        "--layer",
+        metavar="NAME",
+        default="",
+        help="linear-probe: the layer whose pooled features the linear head reads (default: halfway up)",
+    )
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: chosen for the strategy)")
+    p.add_argument(
+        "--lr-mult",
+        type=float,
+        default=defaults.lr_mult,
+        help="fine-tune-top/-all: the earliest trained block learns at this factor of the head's rate "
+        f"(geometric in between; default {defaults.lr_mult:g}: one rate for all)",
+    )
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    p.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD momentum (default 0.9)")
     p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    p.add_argument(
+        "--dropout", type=float, default=defaults.dropout, help="dropout before the new head while training"
+    )
+    p.add_argument(
+        "--watch",
+        metavar="IMAGE",
+        type=Path,
+        default=None,
+        help="watch it learn: print this image's top prediction (Grad-CAM computed) after every epoch",
+    )
     p.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
     p.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
     p.add_argument("--image-size", type=int, default=None, help="input crop in pixels (default: the model's)")
@@ -125,11 +150,16 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         model=args.model,
         strategy=args.strategy,
         top_blocks=args.top_blocks,
+        cut_layer=args.layer,
         epochs=args.epochs if args.epochs is not None else TrainConfig().epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        lr_mult=args.lr_mult,
         optimizer=args.optimizer,
+        momentum=args.momentum,
         weight_decay=args.weight_decay,
+        dropout=args.dropout,
+        watch_image=str(args.watch.expanduser().resolve()) if args.watch else "",
         schedule=args.schedule,
         label_smoothing=args.label_smoothing,
         augmentation=aug,
@@ -246,11 +276,12 @@ def _scan(config: TrainConfig, quiet: bool) -> DatasetScan:
 
 
 def _drive(events, quiet: bool) -> int:
-    """Consume training events: progress bar, one line per epoch, the final report."""
+    """Consume training events through the shared progress state: a bar, one line per epoch, the report."""
     bar: tqdm | None = None
     out = sys.stdout
     live = not quiet and _is_terminal(sys.stderr)  # a log gets lines, not a bar redrawn with \r
     last_line = time.monotonic()
+    progress = TrainingProgress()
     try:
         while True:
             try:
@@ -258,6 +289,7 @@ def _drive(events, quiet: bool) -> int:
             except StopIteration as stop:
                 summary = stop.value
                 break
+            progress.update(ev)
             if isinstance(ev, RunStarted):
                 print(
                     f"Run folder: {ev.run_dir}\n{ev.config.model}, {ev.config.strategy}, "
@@ -266,9 +298,12 @@ def _drive(events, quiet: bool) -> int:
                     file=out,
                 )
                 if live:
-                    done = ev.start_epoch * ev.steps_per_epoch + ev.start_step
                     bar = tqdm(
-                        total=ev.total_steps, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True
+                        total=progress.total_steps,
+                        initial=progress.steps_done,
+                        unit="step",
+                        file=sys.stderr,
+                        dynamic_ncols=True,
                     )
             elif isinstance(ev, StepEnd):
                 if bar is not None:
@@ -279,35 +314,25 @@ def _drive(events, quiet: bool) -> int:
                         img_s=f"{ev.images_per_s:.0f}",
                         refresh=False,
                     )
-                    bar.update(ev.global_step - bar.n)
+                    bar.update(progress.steps_done - bar.n)
                 elif not quiet and time.monotonic() - last_line >= PLAIN_PROGRESS_EVERY_S:
                     last_line = time.monotonic()
                     print(
-                        f"epoch {ev.epoch}: step {ev.step}/{ev.steps_per_epoch}, loss {ev.loss:.3f}, "
-                        f"{ev.images_per_s:.0f} img/s, about {_duration(ev.eta_s)} left",
+                        progress.step_line(),
                         file=sys.stderr,
                         flush=True,
                     )
             elif isinstance(ev, ValidationStep):
                 if bar is not None:
-                    bar.set_description(f"epoch {ev.epoch} validating {ev.step}/{ev.steps}")
+                    bar.set_description(progress.where())
             elif isinstance(ev, EpochEnd):
-                pct = "{:.1%}"
-                parts = [
-                    f"epoch {ev.epoch}/{ev.epochs}",
-                    f"train loss {_fmt(ev.train_loss)} acc {_fmt(ev.train_acc, pct)}",
-                    f"val loss {_fmt(ev.val_loss)} acc {_fmt(ev.val_acc, pct)}",
-                    f"lr {ev.lr:.3g}",
-                    f"{ev.images_per_s:.0f} img/s, {ev.seconds:.1f} s{'  *best' if ev.is_best else ''}",
-                ]
-                line = " | ".join(parts)
-                _write(line, bar, out)
+                _write(epoch_line(ev), bar, out)
                 last_line = time.monotonic()
+            elif isinstance(ev, WatchFrame):
+                _write(watch_line(ev), bar, out)
             elif isinstance(ev, (Notice, FileSkipped)):
                 text = ev.message if isinstance(ev, Notice) else f"skipped unreadable {ev.path}: {ev.reason}"
                 _write(f"note: {text}", bar, sys.stderr)
-            elif isinstance(ev, CheckpointSaved):
-                pass  # implied by the epoch line; the paths are printed at the end
             elif isinstance(ev, Finished):
                 if bar is not None:
                     bar.close()
@@ -327,12 +352,6 @@ def _write(line: str, bar: tqdm | None, stream) -> None:
         tqdm.write(line, file=stream)
     else:
         print(line, file=stream, flush=True)  # a log being followed sees each epoch as it ends
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds)) if math.isfinite(seconds) else 0
-    h, rest = divmod(seconds, 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
 def _per_class_table(names: list[str], acc) -> str:

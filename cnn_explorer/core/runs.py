@@ -180,6 +180,7 @@ class RunSummary:
     updated: float = 0.0
     seconds: float = 0.0  # training time so far, summed over resumes
     failure: str = ""  # for status "failed" by a write: a WriteProblem value ("disk-full", ...)
+    notices: list[str] = field(default_factory=list)  # what the run told the user when it started
 
     def to_dict(self) -> dict[str, Any]:
         return {

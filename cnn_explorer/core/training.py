@@ -25,28 +25,18 @@ import dataclasses
 import math
 import shutil
 import time
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader
 
 from cnn_explorer.core import zoo
 from cnn_explorer.core.control import Cancelled, Control, checkpoint
-from cnn_explorer.core.data import (
-    Augmentation,
-    Batch,
-    DatasetScan,
-    ImageSamples,
-    collate_skipping_bad,
-    make_transform,
-    scan_dataset,
-)
+from cnn_explorer.core.data import Augmentation, Batch, DatasetScan, scan_dataset
 from cnn_explorer.core.images import ImageLoadError, open_image
 from cnn_explorer.core.runs import (
     DATASET_FILE,
@@ -60,28 +50,38 @@ from cnn_explorer.core.runs import (
     WriteProblem,
     write_error,
 )
+from cnn_explorer.core.train_config import (
+    DEVICES,
+    OPTIMIZERS,
+    SCHEDULES,
+    STRATEGIES,
+    STRATEGY_TITLES,
+    ConfigError,
+    TrainConfig,
+    lr_factor,
+    resolve_device,
+)
+from cnn_explorer.core.training_setup import TrainingSetup, prepare_training, run_preprocess
+from cnn_explorer.core.transfer.results import WatchFrame
+from cnn_explorer.core.transfer.watch import Watcher
 
-STRATEGIES = ("feature-extractor", "fine-tune-top", "fine-tune-all", "scratch")
-STRATEGY_TITLES = {
-    "feature-extractor": "Feature extractor (frozen backbone, new linear head)",
-    "fine-tune-top": "Fine-tune the top blocks",
-    "fine-tune-all": "Fine-tune everything",
-    "scratch": "Train from scratch",
-}
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("constant", "step", "cosine")
-DEVICES = ("auto", "cpu", "cuda", "mps")
+__all__ = [
+    "DEVICES",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "STRATEGIES",
+    "STRATEGY_TITLES",
+    "ConfigError",
+    "TrainConfig",
+    "TrainingSetup",
+    "WatchFrame",
+    "fit",
+    "prepare_training",
+    "resolve_device",
+    "resume",
+    "run_to_end",
+]
 
-# Learning rates that work for each strategy: a new head can learn fast; pretrained layers need small
-# steps or they forget what they know.
-_DEFAULT_LR = {
-    "sgd": {"feature-extractor": 0.01, "fine-tune-top": 0.005, "fine-tune-all": 0.002, "scratch": 0.05},
-    "adamw": {"feature-extractor": 1e-3, "fine-tune-top": 3e-4, "fine-tune-all": 1e-4, "scratch": 1e-3},
-}
-# Above this many images a dataset counts as "large" in the rule of thumb (a few thousand is where
-# fine-tuning whole networks stops overfitting quickly).
-SMALL_DATASET_IMAGES = 5000
-_MAX_CACHE_BYTES = 2 * 1024**3  # embeddings beyond this are not kept in memory
 _STEP_LOG_EVERY = 20  # steps.csv rows are written in bunches
 # Divergence by scale, not only NaN: with few steps per epoch a huge learning rate ends the run before
 # the loss overflows. The baseline is the cross-entropy of an even guess, log(classes), which a new head
@@ -93,128 +93,6 @@ _STEP_LOG_EVERY = 20  # steps.csv rows are written in bunches
 # counts. A validation loss that only rises is overfitting, not divergence, and is no reason to stop.
 _DIVERGE_FACTOR = 1000.0
 _DIVERGE_STEPS = 3
-
-
-class ConfigError(ValueError):
-    """A setting is out of range; ``str(err)`` names it."""
-
-
-# -- configuration ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a run; stored as the run's config.json."""
-
-    data: str = ""  # dataset folder (see core.data)
-    model: str = zoo.DEFAULT_MODEL
-    strategy: str = "feature-extractor"
-    top_blocks: int = 2  # for "fine-tune-top"
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float | None = None  # None: a default for the strategy and optimizer (see effective_lr)
-    optimizer: str = "sgd"  # "sgd" (momentum, as in the course) or "adamw"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"  # "constant", "step" or "cosine" (per step)
-    step_epochs: int = 0  # "step": multiply the lr by gamma every this many epochs (0: a third of the run)
-    gamma: float = 0.1
-    label_smoothing: float = 0.0
-    augmentation: Augmentation = field(default_factory=Augmentation)
-    cache_embeddings: bool = True  # feature extractor: compute the frozen backbone once
-    image_size: int | None = None  # input crop in pixels; None: the model's own (smaller trains faster)
-    val_fraction: float = 0.2  # for root/<class>/ datasets
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 0  # DataLoader worker processes
-    allow_download: bool = True  # pretrained weights may be downloaded if not cached
-
-    def effective_lr(self) -> float:
-        return float(self.lr) if self.lr is not None else _DEFAULT_LR[self.optimizer][self.strategy]
-
-    def validate(self) -> None:
-        """ConfigError naming the first bad setting."""
-        checks = [
-            (self.strategy in STRATEGIES, f"strategy must be one of {', '.join(STRATEGIES)}"),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
-            (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
-            (self.epochs >= 1, "epochs must be at least 1"),
-            (self.batch_size >= 1, "batch size must be at least 1"),
-            (self.top_blocks >= 1, "top blocks must be at least 1"),
-            (self.lr is None or (math.isfinite(self.lr) and self.lr > 0), "learning rate must be positive"),
-            (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
-            (self.weight_decay >= 0, "weight decay must not be negative"),
-            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
-            (self.image_size is None or self.image_size >= 16, "image size must be at least 16 pixels"),
-            (0 < self.val_fraction < 1, "validation fraction must be between 0 and 1"),
-            (self.num_workers >= 0, "num_workers must not be negative"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"Invalid setting: {message}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["augmentation"] = self.augmentation.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        if isinstance(kw.get("augmentation"), dict):
-            kw["augmentation"] = Augmentation.from_dict(kw["augmentation"])
-        return cls(**kw)
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    strategy: str
-    reason: str
-
-
-def recommend_strategy(n_images: int, similar_to_imagenet: bool) -> Recommendation:
-    """The course's rule of thumb: dataset size (small/large) × similarity to ImageNet."""
-    small = n_images < SMALL_DATASET_IMAGES
-    size = f"{n_images} images is {'a small' if small else 'a large'} dataset"
-    if small and similar_to_imagenet:
-        return Recommendation(
-            "feature-extractor",
-            f"{size} and the pictures resemble ImageNet's: the pretrained features already describe them, "
-            "and fine-tuning many weights on few images would overfit. Train only a new linear head.",
-        )
-    if small:
-        return Recommendation(
-            "fine-tune-top",
-            f"{size} but the pictures differ from ImageNet's: the early, generic layers (edges, textures) "
-            "still help, the top layers are too ImageNet-specific. Freeze the early blocks and retrain the "
-            "top few with a small learning rate; too few images to retrain everything without overfitting.",
-        )
-    if similar_to_imagenet:
-        return Recommendation(
-            "fine-tune-all",
-            f"{size} and the pictures resemble ImageNet's: there is enough data to adjust every layer "
-            "without overfitting, starting from the pretrained weights with a small learning rate.",
-        )
-    return Recommendation(
-        "scratch",
-        f"{size} and the pictures differ from ImageNet's: there is enough data to learn features of its "
-        "own. (Starting from pretrained weights — fine-tune everything — often still converges faster.)",
-    )
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA, then Apple's MPS, then the CPU; an unavailable explicit choice is an error."""
-    cuda = torch.cuda.is_available()
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if name == "cuda" and not cuda:
-        raise ConfigError("CUDA was chosen but PyTorch sees no CUDA GPU here; choose 'auto' or 'cpu'.")
-    if name == "mps" and not mps:
-        raise ConfigError("MPS was chosen but this PyTorch has no Apple GPU support here; choose 'cpu'.")
-    return torch.device(name)
 
 
 # -- events ----------------------------------------------------------------------------------------------
@@ -310,7 +188,15 @@ class Finished:
 
 
 TrainEvent = (
-    RunStarted | Notice | FileSkipped | StepEnd | ValidationStep | EpochEnd | CheckpointSaved | Finished
+    RunStarted
+    | Notice
+    | FileSkipped
+    | StepEnd
+    | ValidationStep
+    | EpochEnd
+    | WatchFrame
+    | CheckpointSaved
+    | Finished
 )
 
 
@@ -397,27 +283,6 @@ def run_to_end(events: Generator[TrainEvent, None, RunSummary]) -> tuple[list[Tr
 # -- the loop --------------------------------------------------------------------------------------------
 
 
-def _batch_plan(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The shuffled batches of one epoch; a function of (seed, epoch) only, so a resumed epoch repeats it."""
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(n, generator=g).tolist()
-    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
-    if len(batches) > 1 and len(batches[-1]) == 1:
-        batches.pop()  # BatchNorm cannot train on a batch of one; that image is seen in other epochs
-    return batches
-
-
-def lr_factor(
-    schedule: str, global_step: int, total_steps: int, steps_per_epoch: int, step_epochs: int, gamma: float
-) -> float:
-    """Multiplier of the base learning rate at a (0-based) step."""
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(global_step, total_steps) / max(total_steps, 1)))
-    if schedule == "step":
-        return gamma ** ((global_step // max(steps_per_epoch, 1)) // max(step_epochs, 1))
-    return 1.0
-
-
 @dataclass
 class _EpochTally:
     loss_sum: float = 0.0
@@ -476,99 +341,46 @@ class _Trainer:
 
     # -- setup --------------------------------------------------------------------------------------------
     def _setup(self) -> list[TrainEvent]:
-        cfg, notices = self.config, []
-        self.device = resolve_device(cfg.device)
+        cfg = self.config
         torch.manual_seed(cfg.seed + (int(self.state["epoch"]) if self.state else 0))
-        pretrained = cfg.strategy != "scratch" and self.state is None
-        loaded = zoo.build_model(
-            cfg.model,
-            class_names=self.class_names,
-            pretrained=pretrained,
-            allow_download=cfg.allow_download,
-            control=self.control,
-        )
-        self.model = loaded.model
-        self.weights_detail = loaded.weights_detail
-        if pretrained and loaded.weights == "untrained":
-            notices.append(
-                Notice(
-                    f"No pretrained weights for {loaded.info.title} are available ({loaded.weights_detail}); "
-                    "it starts from random weights, so this run is in effect training from scratch. "
-                    f"{zoo.get_info(zoo.DEFAULT_MODEL).title} has weights that work offline."
-                )
-            )
+        setup = self.setup = TrainingSetup(cfg, self.scan, state=self.state, control=self.control)
+        self.device = setup.device
+        self.model = setup.model
+        self.weights_detail = setup.weights_detail
         if self.state is not None:
-            self.model.load_state_dict(self.state["state_dict"])
-            self.preprocess = zoo.Preprocess.from_dict(self.state["preprocess"])
             self.weights_detail = f"resumed from {self.run_dir.last_checkpoint}"
-        else:
-            self.preprocess = _run_preprocess(loaded.preprocess, cfg.image_size)
-        self.model.to(self.device)
-
-        self.trainable, self._set_train_mode, note = _prepare_strategy(
-            self.model, cfg.strategy, cfg.top_blocks
-        )
-        if note:
-            notices.append(Notice(note))
-
-        self.embed: Callable[[torch.Tensor], torch.Tensor] | None = None
-        self.head: nn.Module | None = None
-        if cfg.strategy == "feature-extractor" and cfg.cache_embeddings:
-            split = zoo.embedding_split(self.model)
-            if split is None:
-                notices.append(
-                    Notice(
-                        f"{loaded.info.title}'s layers do not separate into a backbone and a head, so its "
-                        "embeddings cannot be cached: every epoch runs the whole network."
-                    )
-                )
-            else:
-                self.embed, self.head = split
-                if not self._cache_fits():
-                    self.embed = self.head = None
-                    notices.append(
-                        Notice(
-                            "The embeddings are too large to cache in memory; every epoch runs "
-                            "the whole network."
-                        )
-                    )
-        augment: Augmentation | None = cfg.augmentation
-        if self.cached and cfg.augmentation.enabled:
-            augment = None
-            notices.append(
-                Notice(
-                    "Augmentation is off for this run: the feature extractor caches the backbone's "
-                    "embeddings of the plain images, so epochs after the first only train the head. Turn "
-                    "the cache off to train with augmentation (every epoch then runs the whole network)."
-                )
-            )
-        gray = self.preprocess.grayscale
-        self.train_set = ImageSamples(self.scan.train, make_transform(self.preprocess, augment), gray=gray)
-        self.val_set = ImageSamples(self.scan.val, self.preprocess, gray=gray)
+        self.preprocess = setup.preprocess
+        self.trainable = setup.trainable
+        self.optimizer = setup.optimizer
+        self.train_set, self.val_set = setup.train_set, setup.val_set
         n_train, n_val = len(self.train_set), len(self.val_set)
-        self.train_cache: torch.Tensor | None = None
-        self.train_cached = torch.zeros(n_train, dtype=torch.bool)
-        self.val_cache: torch.Tensor | None = None
-        self.val_cached = torch.zeros(n_val, dtype=torch.bool)
-        self.train_bad = torch.zeros(n_train, dtype=torch.bool)
-        self.val_bad = torch.zeros(n_val, dtype=torch.bool)
-
-        if cfg.optimizer == "sgd":
-            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                self.trainable, lr=cfg.effective_lr(), momentum=cfg.momentum, weight_decay=cfg.weight_decay
-            )
-        else:
-            self.optimizer = torch.optim.AdamW(
-                self.trainable, lr=cfg.effective_lr(), weight_decay=cfg.weight_decay
-            )
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        self.steps_per_epoch = len(_batch_plan(n_train, cfg.batch_size, cfg.seed, 0))
+        self.steps_per_epoch = len(setup.plan(0))
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.step_epochs = cfg.step_epochs or max(1, cfg.epochs // 3)
+        notices = [Notice(text) for text in setup.notices]
+        self.watcher: Watcher | None = None
+        if cfg.watch_image:
+            self.watcher, why = Watcher.create(
+                cfg.watch_image,
+                self.model,
+                self.preprocess,
+                self.scan.train + self.scan.val,
+                self.class_names,
+            )
+            if self.watcher is None:
+                notices.append(Notice(f"Cannot watch {Path(cfg.watch_image).name} learn: {why}"))
 
         if self.state is not None:
             st = self.state
-            self.optimizer.load_state_dict(st["optimizer"])
+            try:
+                self.optimizer.load_state_dict(st["optimizer"])
+            except (ValueError, KeyError):  # saved by a version that grouped the parameters differently
+                notices.append(
+                    Notice(
+                        "The optimizer's state (momentum) in last.pt does not fit this version's parameter "
+                        "groups; the weights are resumed, the momentum starts afresh."
+                    )
+                )
             self.epoch_done = int(st["epoch"])
             self.step_in_epoch = int(st.get("step", 0))
             self.global_step = int(st.get("global_step", self.epoch_done * self.steps_per_epoch))
@@ -595,20 +407,21 @@ class _Trainer:
         s.bad_files = len(self.scan.bad_files) + len(self.skipped)
         s.device = str(self.device)
         s.weights = s.weights if self.state is not None else self.weights_detail
+        s.notices = [n.message for n in notices]
         self.run_dir.write_summary(s)
         return notices
 
     @property
     def cached(self) -> bool:
-        return self.embed is not None
+        return self.setup.cached
 
     def _mark_known_bad(self) -> None:
         for i, (p, _) in enumerate(self.scan.train):
             if p in self.skipped:
-                self.train_bad[i] = True
+                self.setup.train_bad[i] = True
         for i, (p, _) in enumerate(self.scan.val):
             if p in self.skipped:
-                self.val_bad[i] = True
+                self.setup.val_bad[i] = True
 
     # -- the run ------------------------------------------------------------------------------------------
     def run(self) -> Generator[TrainEvent, None, RunSummary]:
@@ -693,13 +506,6 @@ class _Trainer:
             raise
         return (yield from self._finish("finished", ""))
 
-    def _cache_fits(self) -> bool:
-        with torch.no_grad():
-            x = self.preprocess(np.zeros((self.preprocess.crop, self.preprocess.crop, 3), np.uint8))
-            self.model.eval()
-            per_image = self.embed(x[None].to(self.device)).numel() * 4
-        return per_image * (len(self.scan.train) + len(self.scan.val)) <= _MAX_CACHE_BYTES
-
     def _elapsed(self) -> float:
         return self.prior_seconds + time.time() - self.session_start
 
@@ -729,7 +535,7 @@ class _Trainer:
     def _train_epoch(self) -> Generator[TrainEvent, None, None]:
         cfg = self.config
         epoch = self.epoch_done  # 0-based index of the epoch being trained
-        plan = _batch_plan(len(self.train_set), cfg.batch_size, cfg.seed, epoch)
+        plan = self.setup.plan(epoch)
         self.epoch_start = time.time()
         self.epoch_train_seconds = 0.0
         self.last_lr = self._scheduled_lr()
@@ -737,17 +543,15 @@ class _Trainer:
             return  # stopped during validation: the training part is done
         if self.step_in_epoch == 0:
             self.tally = _EpochTally()
-        self._set_train_mode()
-        from_cache = self.cached and bool((self.train_cached | self.train_bad).all())
-        batches = self._cached_batches(plan) if from_cache else self._loaded_batches(plan)
+        self.setup.set_train_mode()
         t_prev = time.perf_counter()
-        for batch in batches:
+        for batch in self.setup.train_batches(epoch, self.step_in_epoch):
             checkpoint(self.control)
-            yield from self._report_failures(batch, self.scan.train, self.train_bad)
+            yield from self._report_failures(batch, self.scan.train, self.setup.train_bad)
             lr = self._scheduled_lr()
             n = int(batch.labels.numel())
-            if n >= 2 or (n == 1 and self.config.strategy == "feature-extractor"):
-                self._train_step(batch, lr, from_cache)
+            if n >= 2 or (n == 1 and self.cached):
+                self._train_step(batch, lr)
             self.step_in_epoch += 1
             self.global_step += 1
             now = time.perf_counter()
@@ -771,21 +575,6 @@ class _Trainer:
             )
             self.last_lr = lr
 
-    def _loaded_batches(self, plan: list[list[int]]):
-        loader = DataLoader(
-            self.train_set,
-            batch_sampler=plan[self.step_in_epoch :],
-            collate_fn=collate_skipping_bad,
-            num_workers=self.config.num_workers,
-        )
-        yield from loader
-
-    def _cached_batches(self, plan: list[list[int]]):
-        labels = torch.tensor([y for _, y in self.scan.train], dtype=torch.long)
-        for idx in plan[self.step_in_epoch :]:
-            keep = torch.tensor([i for i in idx if not self.train_bad[i]], dtype=torch.long)
-            yield Batch(images=torch.empty(0), labels=labels[keep], indices=keep, failures=[])
-
     def _report_failures(
         self, batch: Batch, samples: Sequence[tuple[str, int]], bad: torch.Tensor
     ) -> Generator[TrainEvent, None, None]:
@@ -797,21 +586,12 @@ class _Trainer:
                 self.summary.bad_files += 1
                 yield FileSkipped(Path(path), reason)
 
-    def _train_step(self, batch: Batch, lr: float, from_cache: bool) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+    def _train_step(self, batch: Batch, lr: float) -> None:
+        setup = self.setup
+        setup.set_lr(lr)
         y = batch.labels.to(self.device)
-        if self.cached:
-            if from_cache:
-                features = self.train_cache[batch.indices.to(self.device)]
-            else:
-                with torch.no_grad():
-                    features = self.embed(batch.images.to(self.device))
-                self._store(features, batch.indices, "train")
-            logits = self.head(features)
-        else:
-            logits = self.model(batch.images.to(self.device))
-        loss = self.criterion(logits, y)
+        logits = setup.logits(batch, "train")
+        loss = setup.criterion(logits, y)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise _Diverged(self._divergence_message(value, lr))
@@ -824,24 +604,9 @@ class _Trainer:
                 raise _Diverged(self._divergence_message(value, lr, limit=limit))
         else:
             self.high_loss_steps = 0
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        setup.backward_step(loss)
         self.last_loss = value
         self.tally.add(value, logits.detach(), y)
-
-    def _store(self, features: torch.Tensor, indices: torch.Tensor, part: str) -> None:
-        cache = self.train_cache if part == "train" else self.val_cache
-        flags = self.train_cached if part == "train" else self.val_cached
-        if cache is None:
-            n = len(self.train_set) if part == "train" else len(self.val_set)
-            cache = torch.zeros((n, *features.shape[1:]), dtype=features.dtype, device=features.device)
-            if part == "train":
-                self.train_cache = cache
-            else:
-                self.val_cache = cache
-        cache[indices.to(cache.device)] = features.detach()
-        flags[indices] = True
 
     def _baseline(self) -> float:
         return self.loss_baseline or math.log(max(2, len(self.class_names)))
@@ -892,59 +657,34 @@ class _Trainer:
     # -- validation and epoch end -------------------------------------------------------------------------
     def _evaluate(self) -> Generator[TrainEvent, None, tuple[float, float, np.ndarray, np.ndarray]]:
         """(loss, accuracy, predicted class per val image (-1 unreadable), its probability)."""
+        setup = self.setup
         n = len(self.val_set)
         preds = np.full(n, -1, dtype=np.int64)
         conf = np.zeros(n, dtype=np.float32)
         loss_sum, seen = 0.0, 0
         bs = max(1, self.config.batch_size)
-        plan = [list(range(i, min(i + bs, n))) for i in range(0, n, bs)]
+        steps = setup.val_steps(bs)
         self.model.eval()
-        if self.head is not None:
-            self.head.eval()
-        from_cache = self.cached and bool((self.val_cached | self.val_bad).all())
-        labels_all = torch.tensor([y for _, y in self.scan.val], dtype=torch.long)
-        if from_cache:
-            batches = (
-                Batch(torch.empty(0), labels_all[k], k, [])
-                for k in (
-                    torch.tensor([i for i in idx if not self.val_bad[i]], dtype=torch.long) for idx in plan
-                )
-            )
-        else:
-            batches = iter(
-                DataLoader(
-                    self.val_set,
-                    batch_sampler=plan,
-                    collate_fn=collate_skipping_bad,
-                    num_workers=self.config.num_workers,
-                )
-            )
-        for step, batch in enumerate(batches, start=1):
+        if setup.head is not None:
+            setup.head.eval()
+        for step, batch in enumerate(setup.val_batches(bs), start=1):
             checkpoint(self.control)
-            yield from self._report_failures(batch, self.scan.val, self.val_bad)
+            yield from self._report_failures(batch, self.scan.val, setup.val_bad)
             if batch.labels.numel():
                 # no_grad only around the computation: grad mode is per thread, and a generator must not
                 # leave it switched off for its consumer while it is suspended at a yield
                 with torch.no_grad():
-                    if self.cached:
-                        if from_cache:
-                            features = self.val_cache[batch.indices.to(self.device)]
-                        else:
-                            features = self.embed(batch.images.to(self.device))
-                            self._store(features, batch.indices, "val")
-                        logits = self.head(features)
-                    else:
-                        logits = self.model(batch.images.to(self.device))
+                    logits = setup.logits(batch, "val")
                     y = batch.labels.to(self.device)
                     loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
                     p, k = logits.float().softmax(1).max(1)
                 seen += int(y.numel())
                 preds[batch.indices.numpy()] = k.cpu().numpy()
                 conf[batch.indices.numpy()] = p.cpu().numpy()
-            yield ValidationStep(self.epoch_done + 1, step, len(plan))
+            yield ValidationStep(self.epoch_done + 1, step, steps)
         if seen == 0:
             return float("nan"), float("nan"), preds, conf
-        truth = labels_all.numpy()
+        truth = setup.val_labels.numpy()
         ok = preds >= 0
         return loss_sum / seen, float((preds[ok] == truth[ok]).mean()), preds, conf
 
@@ -1003,6 +743,8 @@ class _Trainer:
             eta_s=self._eta(0) if epoch < cfg.epochs else 0.0,
             is_best=is_best,
         )
+        if self.watcher is not None:
+            yield self.watcher.frame(self.model, self.class_names, epoch)
 
     def _confusion(self, preds: np.ndarray) -> np.ndarray:
         c = len(self.class_names)
@@ -1107,42 +849,6 @@ class _Trainer:
         return self.summary
 
 
-def _prepare_strategy(
-    model: nn.Module, strategy: str, top_blocks: int
-) -> tuple[list[nn.Parameter], Callable[[], None], str]:
-    """Freeze what the strategy keeps fixed. Returns (trainable parameters, set-train-mode function, note).
-
-    Frozen parts stay in eval mode while training, so their BatchNorm statistics and dropout do not change:
-    a frozen layer computes exactly what it computed before.
-    """
-    head = zoo.classifier_head(model)
-    if strategy in ("fine-tune-all", "scratch"):
-        for p in model.parameters():
-            p.requires_grad_(True)
-        return [p for p in model.parameters()], lambda: model.train(), ""
-    for p in model.parameters():
-        p.requires_grad_(False)
-    train_modules: list[nn.Module] = [head]
-    note = ""
-    if strategy == "fine-tune-top":
-        blocks = zoo.backbone_blocks(model)
-        n = min(top_blocks, len(blocks))
-        if n < top_blocks:
-            note = f"The model has only {len(blocks)} backbone blocks; all of them are fine-tuned."
-        train_modules = [*blocks[len(blocks) - n :], head]
-    for m in train_modules:
-        for p in m.parameters():
-            p.requires_grad_(True)
-
-    def set_mode() -> None:
-        model.eval()
-        if strategy == "fine-tune-top":
-            for m in train_modules:
-                m.train()
-
-    return [p for p in model.parameters() if p.requires_grad], set_mode, note
-
-
 # -- using a trained model --------------------------------------------------------------------------------
 
 
@@ -1195,7 +901,7 @@ def _with_run_names(run: RunDir, path: Path, trust_code: bool = False) -> zoo.Lo
         pass
     n = loaded.num_classes
     if len(names) == n:
-        pre = _run_preprocess(loaded.preprocess, config.get("image_size"))
+        pre = run_preprocess(loaded.preprocess, config.get("image_size"))
         note = f"{path.name} holds no class names; they are taken from the run's {DATASET_FILE}."
         return dataclasses.replace(loaded, categories=names, preprocess=pre, notes=[*loaded.notes, note])
     why = f"its {DATASET_FILE} lists {len(names)}" if names else f"the run has no {DATASET_FILE} with them"
@@ -1204,14 +910,6 @@ def _with_run_names(run: RunDir, path: Path, trust_code: bool = False) -> zoo.Lo
         "shown as output numbers, not class names."
     )
     return dataclasses.replace(loaded, notes=[*loaded.notes, note])
-
-
-def _run_preprocess(base: zoo.Preprocess, image_size: int | None) -> zoo.Preprocess:
-    """The model's preprocessing at a run's input size (resize keeps the model's crop ratio)."""
-    if image_size is None or image_size == base.crop:
-        return base
-    ratio = base.resize / base.crop
-    return dataclasses.replace(base, crop=image_size, resize=max(image_size, round(image_size * ratio)))
 
 
 def predict_files(

@@ -1022,6 +1022,23 @@ def _model_from_state_dict(name: str, sd: dict[str, Tensor], num_classes: int | 
     return model.eval()
 
 
+def _probe_from_state_dict(name: str, layer: str, sd: dict[str, Tensor], path: Path) -> nn.Module:
+    """A linear-probe checkpoint: ``name``'s layers up to ``layer``, pooled, then the linear head."""
+    from cnn_explorer.core.transfer.layers import LinearProbeModel
+
+    weight = sd.get("fc.weight")
+    if weight is None or weight.ndim != 2:
+        raise ModelLoadError(f"{path.name}: the linear-probe checkpoint has no head weight 'fc.weight'")
+    try:
+        model = LinearProbeModel(_construct(name, 10), layer, int(weight.shape[0]), int(weight.shape[1]))
+        model.load_state_dict(sd, strict=True)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelLoadError(
+            f"{path.name}: this linear probe does not fit {get_info(name).title}: {exc}"
+        ) from None
+    return model.eval()
+
+
 def _short_mismatch(exc: Exception) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     text = " ".join(lines[1:4]) if len(lines) > 1 else (lines[0] if lines else str(exc))
@@ -1052,7 +1069,11 @@ def save_checkpoint(
     extra: dict | None = None,
 ) -> None:
     """Save a checkpoint loadable with ``weights_only=True``; written to a temp name, then renamed."""
+    from cnn_explorer.core.transfer.layers import LinearProbeModel
+
     path = Path(path)
+    if isinstance(model, LinearProbeModel):
+        extra = {**(extra or {}), "probe_layer": model.layer}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "arch": arch,
@@ -1137,7 +1158,10 @@ def load_model_file(
         info = get_info(name)
         sd = _as_state_dict(ckpt["state_dict"]) or {}
         class_names = [str(c) for c in ckpt["class_names"]]
-        model = _model_from_state_dict(name, sd, None)
+        if isinstance(ckpt.get("probe_layer"), str):
+            model = _probe_from_state_dict(name, ckpt["probe_layer"], sd, path)
+        else:
+            model = _model_from_state_dict(name, sd, None)
         n_out = int(classifier_head(model).weight.shape[0])
         if n_out != len(class_names):
             raise ModelLoadError(

@@ -30,7 +30,6 @@ from cnn_explorer.core.training import (
     load_run_model,
     lr_factor,
     predict_files,
-    recommend_strategy,
     resume,
     run_to_end,
 )
@@ -299,15 +298,6 @@ def test_grayscale_model_trains_on_one_channel_with_augmentation(tiny_folder: Pa
     assert summary.status == "finished"
     saved = zoo.read_checkpoint(tmp_path / "run" / "best.pt")
     assert saved["preprocess"]["grayscale"] and saved["state_dict"]["c1.weight"].shape[1] == 1
-
-
-def test_recommendation_follows_the_rule_of_thumb():
-    assert recommend_strategy(300, True).strategy == "feature-extractor"
-    assert recommend_strategy(300, False).strategy == "fine-tune-top"
-    assert recommend_strategy(50_000, True).strategy == "fine-tune-all"
-    assert recommend_strategy(50_000, False).strategy == "scratch"
-    reason = recommend_strategy(300, True).reason
-    assert "300 images" in reason and "overfit" in reason
 
 
 def test_learning_rate_schedules():

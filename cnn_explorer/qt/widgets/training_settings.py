@@ -42,9 +42,9 @@ from cnn_explorer.core.training import (
     STRATEGY_TITLES,
     ConfigError,
     TrainConfig,
-    recommend_strategy,
     resolve_device,
 )
+from cnn_explorer.core.transfer.guide import recommend_strategy
 
 SMALLER_SIZES = (192, 160, 128, 96, 64, 48, 32)
 

@@ -1,0 +1,158 @@
+"""The strategies as objects, the settings the notes name, the linear probe at any layer, "watch it learn"
+and notices that outlast the run: through core.training_setup and real fit() runs on the silhouettes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnn_explorer.core import zoo
+from cnn_explorer.core.data import Augmentation, scan_dataset
+from cnn_explorer.core.train_config import ConfigError, TrainConfig
+from cnn_explorer.core.training import Notice, WatchFrame, fit, load_run_model, predict_files, run_to_end
+from cnn_explorer.core.training_setup import prepare_training
+from cnn_explorer.core.transfer.layers import LinearProbeModel, default_cut_layer, probe_layer_names
+
+SMALL = 64
+
+
+def quick(data: Path, **kw) -> TrainConfig:
+    return TrainConfig(**{**dict(data=str(data), epochs=2, batch_size=16, image_size=SMALL), **kw})
+
+
+def test_defaults_are_the_notes():
+    d = TrainConfig()
+    assert (d.optimizer, d.momentum, d.weight_decay) == ("sgd", 0.9, 5e-4)
+    assert d.dropout == 0.0 and d.lr_mult == 1.0 and d.label_smoothing == 0.0
+
+
+def test_the_optimizer_gets_the_settings(tiny_folder: Path):
+    scan = scan_dataset(tiny_folder)
+    setup = prepare_training(quick(tiny_folder, momentum=0.8, weight_decay=1e-3), scan)
+    group = setup.optimizer.param_groups[0]
+    assert isinstance(setup.optimizer, torch.optim.SGD)
+    assert (group["momentum"], group["weight_decay"]) == (0.8, 1e-3)
+    setup = prepare_training(quick(tiny_folder, optimizer="adamw", weight_decay=0.01), scan)
+    assert isinstance(setup.optimizer, torch.optim.AdamW)
+    assert setup.optimizer.param_groups[0]["weight_decay"] == 0.01
+
+
+def test_label_smoothing_reaches_the_loss(tiny_folder: Path):
+    scan = scan_dataset(tiny_folder)
+    setup = prepare_training(quick(tiny_folder, label_smoothing=0.3, augmentation=Augmentation.none()), scan)
+    batch = next(iter(setup.train_batches(0)))
+    setup.model.eval()
+    with torch.no_grad():
+        logits = setup.logits(batch, "train")
+    loss = float(setup.criterion(logits, batch.labels))
+    smoothed = float(F.cross_entropy(logits, batch.labels, label_smoothing=0.3))
+    plain = float(F.cross_entropy(logits, batch.labels))
+    assert loss == pytest.approx(smoothed) and loss != pytest.approx(plain)
+
+
+def test_dropout_before_the_head_acts_only_while_training(tiny_folder: Path):
+    scan = scan_dataset(tiny_folder)
+    setup = prepare_training(quick(tiny_folder, dropout=0.5), scan)
+    head = zoo.classifier_head(setup.model)
+    x = torch.ones(64, head.in_features)
+    head.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        trained = head(x)
+    head.eval()
+    with torch.no_grad():
+        evaluated = head(x)
+        no_input = head(torch.zeros_like(x))
+    assert not torch.allclose(trained, evaluated)
+    # with p = 0.5 about half the inputs are zeroed and the rest doubled: the mean output is unchanged
+    assert torch.allclose(
+        trained.mean(0), evaluated.mean(0), atol=0.5 * float((evaluated - no_input).abs().max())
+    )
+    assert head.weight.shape[0] == 3  # the architecture (and its checkpoint names) are unchanged
+
+
+def test_discriminative_learning_rates(tiny_folder: Path):
+    scan = scan_dataset(tiny_folder)
+    setup = prepare_training(quick(tiny_folder, strategy="fine-tune-all", lr_mult=0.1), scan)
+    setup.set_lr(0.01)
+    groups = setup.optimizer.param_groups
+    scales = [g["lr_scale"] for g in groups]
+    assert scales[0] == 1.0  # the head learns at the base rate
+    block_scales = scales[1 : 1 + len(zoo.backbone_blocks(setup.model))]
+    assert block_scales == sorted(block_scales, reverse=True)  # groups go top → input: lower and lower
+    assert min(scales) == pytest.approx(0.1)
+    assert [g["lr"] for g in groups] == pytest.approx([0.01 * s for s in scales])
+    every = {id(p) for g in groups for p in g["params"]}
+    assert every == {id(p) for p in setup.model.parameters()}  # nothing left out, nothing twice
+    assert sum(len(g["params"]) for g in groups) == len(every)
+    flat = prepare_training(quick(tiny_folder, strategy="fine-tune-all"), scan)
+    assert {g["lr_scale"] for g in flat.optimizer.param_groups} == {1.0}
+
+
+def test_fine_tune_top_keeps_frozen_blocks_in_eval_mode(tiny_folder: Path):
+    scan = scan_dataset(tiny_folder)
+    setup = prepare_training(quick(tiny_folder, strategy="fine-tune-top", top_blocks=2, lr_mult=0.5), scan)
+    setup.set_train_mode()
+    blocks = zoo.backbone_blocks(setup.model)
+    assert all(not b.training for b in blocks[:-2]) and all(b.training for b in blocks[-2:])
+    assert all(not p.requires_grad for b in blocks[:-2] for p in b.parameters())
+    assert [g["lr_scale"] for g in setup.optimizer.param_groups] == pytest.approx([1.0, 0.5**0.5, 0.5])
+
+
+def test_a_cut_layer_the_model_lacks_is_a_config_error(tiny_folder: Path):
+    scan = scan_dataset(tiny_folder)
+    with pytest.raises(ConfigError, match=r"_blocks\.7"):  # the message lists the layers there are
+        prepare_training(quick(tiny_folder, strategy="linear-probe", cut_layer="layer9"), scan)
+    with pytest.raises(ConfigError, match="only used by the linear-probe"):
+        quick(tiny_folder, cut_layer="_blocks.3").validate()
+
+
+@pytest.mark.slow
+def test_linear_probe_at_an_earlier_layer_trains_and_reopens(animal_folder_shared: Path, tmp_path: Path):
+    image = sorted((animal_folder_shared / "cat").glob("*.png"))[0]
+    config = quick(
+        animal_folder_shared, strategy="linear-probe", cut_layer="_blocks.5", epochs=3, watch_image=str(image)
+    )
+    events, summary = run_to_end(fit(config, tmp_path / "run"))
+    assert summary.status == "finished" and summary.best_val_acc > 0.4  # chance: 0.2
+    setup = prepare_training(config, scan_dataset(animal_folder_shared))
+    assert isinstance(setup.model, LinearProbeModel) and setup.cached
+    # only the probe's head trains: 80 channels of _blocks.5 x 5 classes + 5
+    assert sum(p.numel() for p in setup.trainable) == 80 * 5 + 5
+
+    frames = [e for e in events if isinstance(e, WatchFrame)]
+    assert [f.epoch for f in frames] == [1, 2, 3]
+    assert all(f.true_class == "cat" and f.heatmap.dtype == np.float32 for f in frames)
+    assert all(f.heatmap.min() >= 0 and f.heatmap.max() <= 1 and max(f.heatmap.shape) <= 64 for f in frames)
+    assert frames[0].layer.startswith("backbone.")  # Grad-CAM inside the kept layers
+
+    loaded = load_run_model(tmp_path / "run")
+    assert isinstance(loaded.model, LinearProbeModel) and loaded.model.layer == "_blocks.5"
+    assert loaded.categories == ["bird", "cat", "elephant", "giraffe", "horse"]
+    cut_away = [n for n in loaded.model.state_dict() if n.startswith(("backbone._blocks.6.", "backbone._fc"))]
+    assert cut_away == []  # the layers after the cut are not kept
+    [prediction] = predict_files(loaded, [image], top_k=1)
+    assert prediction.error is None and prediction.top[0][0] in loaded.categories
+
+
+def test_linear_probe_default_cut_is_halfway():
+    model = zoo.build_model("resnet18", pretrained=False).model
+    names = probe_layer_names(model)
+    assert default_cut_layer(model) == names[(len(names) - 1) // 2] == "layer2.1"
+
+
+def test_notices_are_kept_in_the_run_summary(tiny_folder: Path, tmp_path: Path):
+    config = quick(
+        tiny_folder, epochs=1, strategy="feature-extractor", watch_image=str(tmp_path / "gone.png")
+    )
+    events, summary = run_to_end(fit(config, tmp_path / "run"))
+    said = [e.message for e in events if isinstance(e, Notice)]
+    assert any("Augmentation is off" in m for m in said)
+    assert any("Cannot watch gone.png" in m for m in said)
+    stored = json.loads((tmp_path / "run" / "summary.json").read_text())["notices"]
+    assert stored == said == summary.notices
