@@ -174,7 +174,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 @contextmanager
-def _ctrl_c_cancels(control: Control) -> Iterator[None]:
+def ctrl_c_cancels(control: Control) -> Iterator[None]:
     """First Ctrl+C asks the run to stop at the next step (it saves a checkpoint); a second one aborts."""
 
     def handler(signum, frame):
@@ -215,10 +215,10 @@ def run_finetune(args: argparse.Namespace) -> int:
             config.validate()
             out = args.out or new_run_dir(Path("runs"), config.model, config.strategy)
             check_new_run_folder(out)  # an unwritable folder is refused before the scan, not after it
-            scan = _scan(config, args.quiet)
+            scan = scan_with_progress(config, args.quiet)
             print(scan.summary())
             events = fit(config, out, scan=scan, control=control)
-        with _ctrl_c_cancels(control):
+        with ctrl_c_cancels(control):
             return _drive(events, args.quiet)
     except RunWriteError as exc:  # the run had started: it failed (disk full), the input was fine
         print(f"error: {exc}", file=err)
@@ -231,15 +231,15 @@ def run_finetune(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
 
 
-def _is_terminal(stream: object) -> bool:
+def is_terminal(stream: object) -> bool:
     try:
         return bool(stream.isatty())  # type: ignore[attr-defined]
     except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
         return False
 
 
-def _scan(config: TrainConfig, quiet: bool) -> DatasetScan:
-    live = not quiet and _is_terminal(sys.stderr)
+def scan_with_progress(config: TrainConfig, quiet: bool) -> DatasetScan:
+    live = not quiet and is_terminal(sys.stderr)
     bar = tqdm(desc="Checking images", unit="img", leave=False, file=sys.stderr) if live else None
     last_line = time.monotonic()
 
@@ -266,7 +266,7 @@ def _scan(config: TrainConfig, quiet: bool) -> DatasetScan:
 
     control = Control(report=progress)
     try:
-        with _ctrl_c_cancels(control):
+        with ctrl_c_cancels(control):
             return scan_dataset(
                 config.data, val_fraction=config.val_fraction, seed=config.seed, control=control
             )
@@ -279,7 +279,7 @@ def _drive(events, quiet: bool) -> int:
     """Consume training events through the shared progress state: a bar, one line per epoch, the report."""
     bar: tqdm | None = None
     out = sys.stdout
-    live = not quiet and _is_terminal(sys.stderr)  # a log gets lines, not a bar redrawn with \r
+    live = not quiet and is_terminal(sys.stderr)  # a log gets lines, not a bar redrawn with \r
     last_line = time.monotonic()
     progress = TrainingProgress()
     try:

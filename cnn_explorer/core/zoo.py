@@ -391,6 +391,12 @@ def _construct(name: str, num_classes: int, *, meta: bool = False) -> nn.Module:
         return torchvision.models.get_model(name, weights=None, **kwargs)
 
 
+def skeleton(name: str) -> nn.Module:
+    """The named architecture on the meta device: its layers without weights, built in milliseconds (for
+    listing layers; it cannot compute)."""
+    return _construct(name, 10, meta=True)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Loaded models
 

@@ -72,7 +72,7 @@ def test_bad_settings_and_run_folders_exit_2(tiny_folder: Path, tmp_path: Path, 
 def test_ctrl_c_asks_the_run_to_stop_instead_of_killing_it():
     control = Control()
     before = signal.getsignal(signal.SIGINT)
-    with cli_train._ctrl_c_cancels(control):
+    with cli_train.ctrl_c_cancels(control):
         os.kill(os.getpid(), signal.SIGINT)
         for _ in range(1000):  # the handler runs at the interpreter's next check
             if control.cancelled:

@@ -9,6 +9,8 @@ costs only the layers before it.
 
 from __future__ import annotations
 
+import functools
+
 from torch import Tensor, nn
 
 from cnn_explorer.core import zoo
@@ -31,6 +33,17 @@ def probe_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def probe_layer_names(model: nn.Module) -> list[str]:
     return [name for name, _ in probe_layers(model)]
+
+
+@functools.cache
+def _skeleton_names(model_name: str) -> tuple[str, ...]:
+    return tuple(probe_layer_names(zoo.skeleton(model_name)))
+
+
+def skeleton_probe_layers(model_name: str) -> list[str]:
+    """The probe points of a zoo architecture by name, without building its weights (fast enough for a
+    combo box on the GUI thread)."""
+    return list(_skeleton_names(model_name))
 
 
 def find_probe_layer(model: nn.Module, name: str) -> nn.Module:
