@@ -79,7 +79,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     shot.set_defaults(func=_screenshot)
 
     if _needs_heavy_commands(sys.argv[1:] if argv is None else argv):
-        from cnn_explorer import cli_compare, cli_explore, cli_guide, cli_lab, cli_lrfind, cli_train
+        from cnn_explorer import (
+            cli_compare,
+            cli_explore,
+            cli_guide,
+            cli_lab,
+            cli_lrfind,
+            cli_probe,
+            cli_train,
+        )
 
         cli_explore.register(sub)
         cli_train.register(sub)
@@ -87,6 +95,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         cli_lab.register(sub)
         cli_guide.register(sub)
         cli_lrfind.register(sub)
+        cli_probe.register(sub)
     return parser
 
 

@@ -27,7 +27,18 @@ def test_version_and_gui_start_do_not_import_torch():
 
 @pytest.mark.parametrize("argv", [["models"], ["inspect", "x.png", "--out", "o"], ["finetune", "d"], ["-h"]])
 def test_all_commands_are_there_when_asked_for(argv):
-    assert _commands(argv) == {"screenshot", "models", "inspect", "finetune", "predict", "compare", "lab"}
+    assert _commands(argv) == {
+        "screenshot",
+        "models",
+        "inspect",
+        "finetune",
+        "predict",
+        "compare",
+        "lab",
+        "recommend",
+        "probe",
+        "lr-find",
+    }
 
 
 def test_screenshot_rejects_a_bad_size(capsys):

@@ -115,6 +115,9 @@ class MainWindow(QMainWindow):
         self.action_open_dataset = self._action(
             file_menu, "Open &dataset folder…", self.choose_dataset, QKeySequence("Ctrl+Shift+O")
         )
+        self.action_sample_dataset = self._action(
+            file_menu, "Try the bundled animal si&lhouettes (dataset)", self.open_sample_dataset
+        )
         file_menu.addSeparator()
         self.action_quit = self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.action_quit.setShortcut(QKeySequence("Ctrl+Q"))  # Quit has no standard key on every platform
@@ -213,6 +216,16 @@ class MainWindow(QMainWindow):
             return
         self.show_page(self.pages.index(target))
         target.set_dataset_folder(folder)
+
+    @Slot()
+    def open_sample_dataset(self) -> None:
+        """The Fine-tune page with the bundled animal silhouettes as its dataset."""
+        target = next((p for p in self.pages if hasattr(p, "open_sample_dataset")), None)
+        if target is None:
+            self.show_status("The Fine-tune page is not available yet.")
+            return
+        self.show_page(self.pages.index(target))
+        target.open_sample_dataset()
 
     # -- drag and drop ----------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

@@ -71,14 +71,17 @@ def test_case_three_cut_layer_follows_the_probe_then_the_users_choice(tiny_folde
     assert session.recommendation().cut_layer == "layer2.1"  # the other model's probe is not used
 
 
-def test_a_new_dataset_forgets_what_was_measured_on_the_old_one(tiny_folder):
+def test_a_new_dataset_forgets_what_was_measured_on_the_old_one(tiny_folder, tmp_path):
+    from cnn_explorer.core.data import write_animal_dataset
+
+    other = write_animal_dataset(tmp_path / "other", per_class=8, classes=["cat", "horse"])
     session = FineTuneSession()
     session.set_scan(scan_dataset(tiny_folder))
     session.set_estimate(estimate(True))
     session.set_override(False)
     session.set_probe(report("_blocks.2"))
     seen = recorder(session)
-    session.set_scan(scan_dataset(tiny_folder))
+    session.set_scan(scan_dataset(other))
     assert (session.estimate, session.override, session.probe, session.lr_result) == (None, None, None, None)
     assert {"dataset", "similarity", "probe", "lr", "recommendation"} <= set(seen)
 
@@ -99,3 +102,13 @@ def test_run_events_update_one_progress_and_notify_watch_frames_once(tiny_folder
     assert p.notices == [e.message for e in events if isinstance(e, Notice)]
     assert p.finished is not None and p.steps_done == p.total_steps
     assert math.isfinite(p.best[0]) and p.best[1] in (1, 2)
+
+
+def test_the_same_folder_split_anew_keeps_the_similarity(tiny_folder):
+    session = FineTuneSession()
+    session.set_scan(scan_dataset(tiny_folder))
+    session.set_estimate(estimate(False))
+    session.set_override(True)
+    session.set_probe(report("_blocks.2"))
+    session.set_scan(scan_dataset(tiny_folder, seed=3))
+    assert session.estimate is not None and session.override is True and session.probe is None

@@ -17,6 +17,7 @@ from cnn_explorer.core.data import write_animal_dataset
 from cnn_explorer.core.images import open_image
 from cnn_explorer.core.runs import RunDir, load_run
 from cnn_explorer.core.training import TrainConfig, fit, run_to_end
+from cnn_explorer.core.transfer.results import GuideCase
 from cnn_explorer.qt import workers
 from cnn_explorer.qt.pages.finetune import FineTunePage
 
@@ -105,17 +106,29 @@ def test_scan_shows_class_counts_thumbnails_bad_files_and_the_recommendation(
     assert "1 unreadable" in page.dataset_status.text()
     assert page.start_button.isEnabled()
 
-    # the course's rule of thumb: 100 images is small; photo-like -> feature extractor, else top blocks
-    assert (
-        "Feature extractor" in page.form.recommend_label.text()
-        and "100 images" in page.form.recommend_label.text()
-    )
-    page.form.imagenet_check.setChecked(False)
-    assert "Fine-tune the top blocks" in page.form.recommend_label.text()
-    assert page.form.use_recommended_button.isEnabled()
+    # the course's guide: 100 images is small; "similar to ImageNet?" is estimated from the images
+    # (silhouettes are not photos) while the user goes on, so it does not hold the page busy
+    grid = page.guide_panel.grid
+    qtbot.waitUntil(lambda: page.session.estimate is not None, timeout=IDLE_MS)
+    assert not page.session.estimate.similar
+    text = page.form.recommend_label.text()
+    assert "case 3" in text and "earlier layer" in text and "100 images" in text
+    assert "_blocks.7" in text  # halfway up Lite0: the cut layer of case 3
+    assert grid.highlighted_case() is GuideCase.SMALL_DIFFERENT
+    assert "estimated" in page.form.similar_label.text()
     qtbot.mouseClick(page.form.use_recommended_button, Qt.MouseButton.LeftButton)
-    assert page.form.strategy_combo.currentData() == "fine-tune-top"
-    assert page.form.top_blocks_spin.isVisibleTo(page)
+    assert page.form.strategy_combo.currentData() == "linear-probe"
+    assert (
+        page.form.cut_layer_combo.isVisibleTo(page) and page.form.cut_layer_combo.currentData() == "_blocks.7"
+    )
+    assert not page.form.use_recommended_button.isEnabled()
+    # the user overrides the estimate: small and similar -> a linear classifier on the top features
+    grid.override_combo.setCurrentIndex(grid.override_combo.findData(True))
+    assert grid.highlighted_case() is GuideCase.SMALL_SIMILAR
+    assert "case 1" in page.form.recommend_label.text() and "your answer" in page.form.similar_label.text()
+    qtbot.mouseClick(page.form.use_recommended_button, Qt.MouseButton.LeftButton)
+    assert page.form.strategy_combo.currentData() == "feature-extractor"
+    assert not page.form.cut_layer_combo.isVisibleTo(page)
 
 
 @pytest.mark.parametrize(
@@ -237,7 +250,7 @@ def test_finished_run_shows_confusion_matrix_images_and_opens_in_explorer(qtbot,
 
     # the confusion matrix of the best epoch: 4 validation images per class, per-class accuracy at the end
     cm = page.confusion_view
-    assert page.tabs.currentIndex() == 1 and cm.matrix is not None
+    assert page.tabs.currentWidget() is page.results and cm.matrix is not None
     assert cm.matrix.shape == (5, 5) and cm.matrix.sum(axis=1).tolist() == [4] * 5
     assert [cm.table.verticalHeaderItem(r).text() for r in range(5)] == CLASSES
     for r in range(5):

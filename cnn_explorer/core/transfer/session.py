@@ -72,10 +72,13 @@ class FineTuneSession:
 
     # -- changes ----------------------------------------------------------------------------------
     def set_scan(self, scan: DatasetScan | None) -> None:
-        """A new dataset (or none): the estimate, probe and LR curve of the old one no longer hold."""
+        """A new dataset (or none): the probe and LR curve of the old one no longer hold, nor do the
+        similarity estimate and the user's answer, unless it is the same folder split anew."""
+        same_folder = scan is not None and self.scan is not None and scan.root == self.scan.root
         self.scan = scan
-        self.estimate = None
-        self.override = None
+        if not same_folder:
+            self.estimate = None
+            self.override = None
         self.probe = None
         self.lr_result = None
         self.events.dataset.emit()

@@ -89,12 +89,14 @@ class GuideGrid(QWidget):
     similarity_override = Signal(object)  # True, False, or None (use the estimate)
     estimate_requested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, show_reason: bool = True) -> None:
         super().__init__(parent)
+        self._show_reason = show_reason  # False where the reason is written elsewhere on the page
         self.recommendation: Recommendation | None = None
         self.estimate: SimilarityEstimate | None = None
         self.title_label = QLabel("Which strategy? The transfer-learning guide")
         self.title_label.setStyleSheet(TITLE_STYLE)
+        self.title_label.setWordWrap(True)
 
         grid = QGridLayout()
         grid.setHorizontalSpacing(6)
@@ -106,6 +108,7 @@ class GuideGrid(QWidget):
                 else f"large dataset ({SMALL_DATASET_IMAGES:,} images or more)"
             )
             header = QLabel(f"<b>{size}</b>")
+            header.setWordWrap(True)
             header.setAlignment(Qt.AlignmentFlag.AlignCenter)
             grid.addWidget(header, 0, col)
             grid.setColumnStretch(col, 1)
@@ -191,7 +194,7 @@ class GuideGrid(QWidget):
                     extra += f" (alternative: {html.escape(recommendation.alternative)})"
             cell.show_placement("yours" if case in yours else "possible" if case in possible else "", extra)
         self.reason_label.setText(recommendation.reason if recommendation is not None else "")
-        self.reason_label.setVisible(recommendation is not None)
+        self.reason_label.setVisible(recommendation is not None and self._show_reason)
 
     def highlighted_case(self) -> GuideCase | None:
         """The dataset's cell, or None while it is not placed."""

@@ -65,6 +65,7 @@ class LRPlot(QWidget):
             f"Learning-rate finder  <span style='color:{SIDE_A}'>— smoothed loss</span> "
             f"<span style='color:{FAINT}'>· each step</span>"
         )
+        self.title_label.setWordWrap(True)
         self.title_label.setStyleSheet(TITLE_STYLE)
         self.plot_widget = pg.PlotWidget()
         self.plot_widget.setBackground("w")

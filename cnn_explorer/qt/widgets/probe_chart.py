@@ -64,6 +64,7 @@ class ProbeChart(QWidget):
             f"Linear-probe accuracy by depth  <span style='color:{SIDE_A}'>● validation</span> "
             f"<span style='color:{FAINT}'>● training</span>"
         )
+        self.title_label.setWordWrap(True)
         self.title_label.setStyleSheet(TITLE_STYLE)
         self.hint_label = QLabel(EMPTY_HINT)
         self.hint_label.setWordWrap(True)

@@ -1,15 +1,15 @@
-"""The settings of a fine-tuning run: model, strategy (with the recommendation), hyper-parameters.
+"""The settings of a fine-tuning run: model, strategy (with the guide's recommendation), hyper-parameters.
 
-``TrainingSettingsForm`` is two group boxes, "Model and strategy" and "Hyper-parameters", whose controls map
-one to one onto :class:`~cnn_explorer.core.training.TrainConfig` (defaults from it):
+``TrainingSettingsForm`` is two group boxes, "Model and strategy" and "Hyper-parameters"
+(:class:`~cnn_explorer.qt.widgets.training_params.HyperParamsBox`), whose controls map one to one onto
+:class:`~cnn_explorer.core.train_config.TrainConfig`:
 
 - ``config(data) -> TrainConfig`` reads them (``ConfigError`` names a bad setting, e.g. a learning rate
-  that is not a number; an empty learning rate means the strategy's default, shown as the placeholder);
-- ``set_dataset_size(n)`` feeds the course's rule of thumb (core ``recommend_strategy``): the
-  recommendation and its reason are shown, with a button that applies it; ``imagenet_check`` is the
-  "similar to ImageNet" half of the rule;
-- ``choose_size(px)`` picks an input size; ``split_changed`` is emitted when the validation share or the
-  seed changes (the page re-splits the dataset).
+  that is not a number);
+- ``set_recommendation(rec, similarity_text)`` shows the course's guide for this dataset (computed by the
+  page's session from the dataset size and the similarity to ImageNet), with a button that applies it;
+- the strategy "linear classifier on an earlier layer" shows a cut-layer combo (``cut_layer_combo``,
+  the model's probe points); ``model_changed(str)`` and ``cut_layer_changed(str)`` tell the page.
 
 The model's weights status (core ``zoo.weights_status``) is shown under the model and turns red when a
 pretrained strategy would in fact start from random weights.
@@ -20,46 +20,43 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QComboBox, QGroupBox, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from cnn_explorer.core import zoo
-from cnn_explorer.core.data import Augmentation
-from cnn_explorer.core.training import (
-    STRATEGIES,
-    STRATEGY_TITLES,
-    ConfigError,
-    TrainConfig,
-    resolve_device,
-)
-from cnn_explorer.core.transfer.guide import recommend_strategy
+from cnn_explorer.core.explorer.text import BadgeKind
+from cnn_explorer.core.train_config import STRATEGIES, STRATEGY_TITLES, TrainConfig
+from cnn_explorer.core.transfer.layers import skeleton_probe_layers
+from cnn_explorer.core.transfer.results import Recommendation
+from cnn_explorer.core.transfer.strategies import strategy_class
+from cnn_explorer.qt.style import BADGE_COLOURS, MUTED, SMALL_MUTED_STYLE
+from cnn_explorer.qt.widgets.training_params import HyperParamsBox, form_layout
 
-SMALLER_SIZES = (192, 160, 128, 96, 64, 48, 32)
+CASE_NAMES = {1: "small · similar", 2: "large · similar", 3: "small · different", 4: "large · different"}
 
 
 class TrainingSettingsForm(QWidget):
     split_changed = Signal()
+    model_changed = Signal(str)
+    strategy_changed = Signal(str)
+    cut_layer_changed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._n_images: int | None = None
-        self._recommended = "feature-extractor"
+        self._recommendation: Recommendation | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._build_model_group())
-        layout.addWidget(self._build_params_group())
+        self.params = HyperParamsBox()
+        self.params.split_changed.connect(self.split_changed)
+        layout.addWidget(self.params)
+        p = self.params  # the form's names for the box's controls (the page and its tests use them)
+        self.epochs_spin, self.batch_spin, self.lr_edit = p.epochs_spin, p.batch_spin, p.lr_edit
+        self.optimizer_combo, self.schedule_combo, self.size_combo = (
+            p.optimizer_combo,
+            p.schedule_combo,
+            p.size_combo,
+        )
+        self.val_spin, self.seed_spin, self.cache_check = p.val_spin, p.seed_spin, p.cache_check
         # Combo boxes would otherwise ask for the width of their longest entry and push the form wider
         # than its column; they elide instead and show the whole text when opened.
         for combo in self.findChildren(QComboBox):
@@ -67,18 +64,11 @@ class TrainingSettingsForm(QWidget):
             combo.setMinimumContentsLength(12)
         self._on_model_changed()
         self._on_strategy_changed()
-
-    @staticmethod
-    def _form(group: QGroupBox) -> QFormLayout:
-        form = QFormLayout(group)
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.setContentsMargins(8, 6, 8, 6)
-        form.setVerticalSpacing(4)
-        return form
+        self.set_recommendation(None, "")
 
     def _build_model_group(self) -> QGroupBox:
         group = QGroupBox("2 · Model and strategy")
-        form = self._form(group)
+        form = form_layout(group)
         self.model_combo = QComboBox()
         for info in zoo.available_models():
             self.model_combo.addItem(info.title, info.name)
@@ -91,7 +81,7 @@ class TrainingSettingsForm(QWidget):
         self.weights_label = QLabel()
         self.weights_label.setWordWrap(True)
         self.weights_label.setTextFormat(Qt.TextFormat.RichText)
-        self.weights_label.setStyleSheet("color: #555; font-size: 11px;")
+        self.weights_label.setStyleSheet(SMALL_MUTED_STYLE)
         form.addRow(self.weights_label)
 
         self.strategy_combo = QComboBox()
@@ -108,15 +98,20 @@ class TrainingSettingsForm(QWidget):
         self.top_blocks_spin.setToolTip("How many of the backbone's last blocks are trained with the head")
         self.top_blocks_label = QLabel("Top blocks")
         form.addRow(self.top_blocks_label, self.top_blocks_spin)
-
-        self.imagenet_check = QCheckBox("My pictures look like ImageNet photos")
-        self.imagenet_check.setToolTip(
-            "ImageNet holds photos of everyday objects, animals and scenes. X-rays, drawings, satellite "
-            "images or silhouettes are not like them."
+        self.cut_layer_combo = QComboBox()
+        self.cut_layer_combo.setToolTip(
+            "The layer whose global-average-pooled output the linear classifier reads. Earlier layers are "
+            "more generic; the Guide tab's probe of every block shows which works best for your data."
         )
-        self.imagenet_check.setChecked(True)
-        self.imagenet_check.toggled.connect(self._update_recommendation)
-        form.addRow(self.imagenet_check)
+        self.cut_layer_combo.currentIndexChanged.connect(self._on_cut_layer_changed)
+        self.cut_layer_label = QLabel("Cut at layer")
+        form.addRow(self.cut_layer_label, self.cut_layer_combo)
+
+        self.similar_label = QLabel()
+        self.similar_label.setWordWrap(True)
+        self.similar_label.setTextFormat(Qt.TextFormat.RichText)
+        self.similar_label.setStyleSheet(SMALL_MUTED_STYLE)
+        form.addRow(self.similar_label)
         self.recommend_label = QLabel()
         self.recommend_label.setWordWrap(True)
         self.recommend_label.setTextFormat(Qt.TextFormat.RichText)
@@ -127,199 +122,133 @@ class TrainingSettingsForm(QWidget):
         form.addRow(self.use_recommended_button)
         return group
 
-    def _build_params_group(self) -> QGroupBox:
-        d = TrainConfig()
-        group = QGroupBox("3 · Hyper-parameters")
-        form = self._form(group)
-        self.epochs_spin = QSpinBox()
-        self.epochs_spin.setRange(1, 1000)
-        self.epochs_spin.setValue(d.epochs)
-        form.addRow("Epochs", self.epochs_spin)
-        self.batch_spin = QSpinBox()
-        self.batch_spin.setRange(1, 1024)
-        self.batch_spin.setValue(d.batch_size)
-        form.addRow("Batch size", self.batch_spin)
-        self.lr_edit = QLineEdit()
-        self.lr_edit.setToolTip(
-            "Empty: a learning rate that suits the strategy and optimizer. Or type e.g. 3e-4."
-        )
-        form.addRow("Learning rate", self.lr_edit)
-        self.optimizer_combo = QComboBox()
-        self.optimizer_combo.addItem(f"SGD, momentum {d.momentum}, weight decay {d.weight_decay:g}", "sgd")
-        self.optimizer_combo.addItem("AdamW", "adamw")
-        self.optimizer_combo.currentIndexChanged.connect(self._on_strategy_changed)
-        form.addRow("Optimizer", self.optimizer_combo)
-        self.schedule_combo = QComboBox()
-        for text, key in (
-            ("cosine decay", "cosine"),
-            ("step (×0.1 every third)", "step"),
-            ("constant", "constant"),
-        ):
-            self.schedule_combo.addItem(text, key)
-        form.addRow("Schedule", self.schedule_combo)
-        self.smoothing_spin = QDoubleSpinBox()
-        self.smoothing_spin.setRange(0.0, 0.5)
-        self.smoothing_spin.setSingleStep(0.05)
-        self.smoothing_spin.setValue(d.label_smoothing)
-        form.addRow("Label smoothing", self.smoothing_spin)
-        self.size_combo = QComboBox()
-        self.size_combo.setToolTip("Smaller inputs train much faster on a CPU, at some cost in accuracy")
-        form.addRow("Input size", self.size_combo)
-
-        aug = QWidget()
-        grid = QVBoxLayout(aug)
-        grid.setContentsMargins(0, 0, 0, 0)
-        grid.setSpacing(2)
-        row1 = QHBoxLayout()
-        self.crop_check = QCheckBox("random crop")
-        self.crop_check.setChecked(d.augmentation.random_resized_crop)
-        self.flip_check = QCheckBox("flip")
-        self.flip_check.setChecked(d.augmentation.flip)
-        row1.addWidget(self.crop_check)
-        row1.addWidget(self.flip_check)
-        row1.addStretch(1)
-        row2 = QHBoxLayout()
-        self.rotation_spin = QSpinBox()
-        self.rotation_spin.setRange(0, 180)
-        self.rotation_spin.setSuffix("°")
-        self.rotation_spin.setPrefix("rotate ±")
-        self.rotation_spin.setValue(int(d.augmentation.rotation))
-        self.jitter_spin = QDoubleSpinBox()
-        self.jitter_spin.setRange(0.0, 1.0)
-        self.jitter_spin.setSingleStep(0.1)
-        self.jitter_spin.setPrefix("colour ")
-        self.jitter_spin.setValue(d.augmentation.color_jitter)
-        row2.addWidget(self.rotation_spin)
-        row2.addWidget(self.jitter_spin)
-        grid.addLayout(row1)
-        grid.addLayout(row2)
-        form.addRow("Augment", aug)
-        self.cache_check = QCheckBox("cache the frozen backbone's embeddings")
-        self.cache_check.setChecked(d.cache_embeddings)
-        self.cache_check.setToolTip(
-            "Feature extractor only: the backbone runs once per image; later epochs train only the head "
-            "(and augmentation is off, since the cached embeddings are of the plain images)."
-        )
-        form.addRow(self.cache_check)
-
-        self.val_spin = QDoubleSpinBox()
-        self.val_spin.setRange(0.05, 0.5)
-        self.val_spin.setSingleStep(0.05)
-        self.val_spin.setValue(d.val_fraction)
-        self.val_spin.setToolTip("Share of each class kept for validation (data/<class>/ layout only)")
-        self.val_spin.valueChanged.connect(self.split_changed)
-        form.addRow("Validation share", self.val_spin)
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2**31 - 1)
-        self.seed_spin.setValue(d.seed)
-        self.seed_spin.valueChanged.connect(self.split_changed)
-        form.addRow("Seed", self.seed_spin)
-        self.device_combo = QComboBox()
-        for key in ("auto", "cpu", "cuda", "mps"):
-            try:
-                resolved = resolve_device(key)
-            except ConfigError:
-                self.device_combo.addItem(f"{key} (not available)", key)
-                self.device_combo.model().item(self.device_combo.count() - 1).setEnabled(False)
-                continue
-            self.device_combo.addItem(f"automatic ({resolved.type})" if key == "auto" else key, key)
-        form.addRow("Device", self.device_combo)
-        return group
-
+    # -- reactions --------------------------------------------------------------------------------
     def _on_model_changed(self) -> None:
-        info = zoo.get_info(str(self.model_combo.currentData()))
-        previous = self.size_combo.currentData()
-        self.size_combo.clear()
-        self.size_combo.addItem(f"the model's own ({info.input_size} px)", None)
-        for size in SMALLER_SIZES:
-            if max(16, info.min_size) <= size < info.input_size:
-                self.size_combo.addItem(f"{size} px", size)
-        if previous is not None:
-            self.choose_size(int(previous))
+        name = str(self.model_combo.currentData())
+        self.params.set_model(zoo.get_info(name))
+        previous = self.cut_layer_combo.currentData()
+        self.cut_layer_combo.blockSignals(True)
+        self.cut_layer_combo.clear()
+        layers = skeleton_probe_layers(name)
+        for depth, layer in enumerate(layers, start=1):
+            self.cut_layer_combo.addItem(f"{layer}  (depth {depth}/{len(layers)})", layer)
+        index = self.cut_layer_combo.findData(previous)
+        self.cut_layer_combo.setCurrentIndex(index if index >= 0 else (len(layers) - 1) // 2)
+        self.cut_layer_combo.blockSignals(False)
         self._update_weights_label()
+        self.model_changed.emit(name)
+
+    def _on_strategy_changed(self) -> None:
+        strategy = str(self.strategy_combo.currentData())
+        self.params.set_strategy(strategy)
+        for w in (self.top_blocks_spin, self.top_blocks_label):
+            w.setVisible(strategy == "fine-tune-top")
+        for w in (self.cut_layer_combo, self.cut_layer_label):
+            w.setVisible(strategy == "linear-probe")
+        self._update_weights_label()
+        self._update_use_button()
+        self.strategy_changed.emit(strategy)
+
+    def _on_cut_layer_changed(self) -> None:
+        layer = self.cut_layer_combo.currentData()
+        if layer:
+            self._update_use_button()
+            self.cut_layer_changed.emit(str(layer))
 
     def _update_weights_label(self) -> None:
         """Where the starting weights come from; red when a pretrained strategy would start untrained."""
         name = str(self.model_combo.currentData())
         kind, detail = zoo.weights_status(name)
-        warn = kind == "untrained" and self.strategy_combo.currentData() != "scratch"
-        colour = "#a31515" if warn else "#555"
+        warn = kind == "untrained" and strategy_class(str(self.strategy_combo.currentData())).pretrained
+        colour = BADGE_COLOURS[BadgeKind.UNTRAINED][0] if warn else MUTED
         extra = " — this run would in effect train from scratch" if warn else ""
         self.weights_label.setText(
             f"{html.escape(zoo.get_info(name).summary)}<br>"
             f"<span style='color:{colour}'>Weights: {html.escape(detail)}{extra}</span>"
         )
 
-    def choose_size(self, size: int) -> None:
-        """Input size in pixels (the model's own when it does not offer ``size``)."""
-        index = self.size_combo.findData(size)
-        self.size_combo.setCurrentIndex(index if index >= 0 else 0)
+    # -- the page's side --------------------------------------------------------------------------
+    def set_recommendation(self, rec: Recommendation | None, similarity_text: str) -> None:
+        """The guide's advice (None: no dataset yet, or its similarity not known yet) and one line on
+        how "similar to ImageNet" was decided."""
+        self._recommendation = rec
+        self.similar_label.setText(similarity_text)
+        self.similar_label.setVisible(bool(similarity_text))
+        if rec is None:
+            self.recommend_label.setText(
+                "<i>Choose a dataset to get a recommended strategy.</i>"
+                if not similarity_text
+                else "<i>The recommendation follows once it is known whether the pictures look like "
+                "ImageNet's.</i>"
+            )
+        else:
+            where = f", at layer <b>{html.escape(rec.cut_layer)}</b>" if rec.cut_layer else ""
+            also = (
+                f" (also possible: {html.escape(STRATEGY_TITLES[rec.alternative])})"
+                if rec.alternative
+                else ""
+            )
+            self.recommend_label.setText(
+                f"<b>Recommended (case {int(rec.case)}, {CASE_NAMES[int(rec.case)]}): "
+                f"{html.escape(STRATEGY_TITLES[rec.strategy])}</b>{where}{also}. {html.escape(rec.reason)}"
+            )
+        self._update_use_button()
 
-    def _on_strategy_changed(self) -> None:
-        strategy = str(self.strategy_combo.currentData())
-        optimizer = str(self.optimizer_combo.currentData())
-        lr = TrainConfig(strategy=strategy, optimizer=optimizer).effective_lr()
-        self.lr_edit.setPlaceholderText(f"auto: {lr:g}")
-        top = strategy == "fine-tune-top"
-        self.top_blocks_spin.setVisible(top)
-        self.top_blocks_label.setVisible(top)
-        self.cache_check.setEnabled(strategy == "feature-extractor")
-        self._update_weights_label()
-        self._update_recommendation()
-
-    def set_dataset_size(self, n_images: int | None) -> None:
-        """The number of usable images (None: no dataset), for the recommendation."""
-        self._n_images = n_images
-        self._update_recommendation()
-
-    def _update_recommendation(self) -> None:
-        if self._n_images is None:
-            self.recommend_label.setText("<i>Choose a dataset to get a recommended strategy.</i>")
-            self.use_recommended_button.setEnabled(False)
-            return
-        rec = recommend_strategy(self._n_images, self.imagenet_check.isChecked())
-        self.recommend_label.setText(
-            f"<b>Recommended: {html.escape(STRATEGY_TITLES[rec.strategy])}.</b> {html.escape(rec.reason)}"
+    def _update_use_button(self) -> None:
+        rec = self._recommendation
+        differs = rec is not None and (
+            rec.strategy != self.strategy_combo.currentData()
+            or (rec.cut_layer is not None and rec.cut_layer != self.cut_layer_combo.currentData())
         )
-        self.use_recommended_button.setEnabled(rec.strategy != self.strategy_combo.currentData())
-        self._recommended = rec.strategy
+        self.use_recommended_button.setEnabled(differs)
 
     @Slot()
     def use_recommendation(self) -> None:
-        if self._n_images is not None:
-            self.strategy_combo.setCurrentIndex(STRATEGIES.index(self._recommended))
+        rec = self._recommendation
+        if rec is None:
+            return
+        self.strategy_combo.setCurrentIndex(STRATEGIES.index(rec.strategy))
+        if rec.cut_layer:
+            self.set_cut_layer(rec.cut_layer)
 
-    def config(self, data: str = "") -> TrainConfig:
+    def set_cut_layer(self, layer: str) -> None:
+        index = self.cut_layer_combo.findData(layer)
+        if index >= 0:
+            self.cut_layer_combo.setCurrentIndex(index)
+
+    def choose_size(self, size: int) -> None:
+        self.params.choose_size(size)
+
+    def set_lr(self, lr: float) -> None:
+        self.params.set_lr(lr)
+
+    def config(self, data: str = "", *, watch_image: str = "") -> TrainConfig:
         """The settings as a TrainConfig for the dataset folder ``data``; ConfigError for a bad one."""
-        text = self.lr_edit.text().strip()
-        lr: float | None = None
-        if text:
-            try:
-                lr = float(text)
-            except ValueError:
-                raise ConfigError(f"Invalid setting: the learning rate '{text}' is not a number.") from None
+        p = self.params
+        strategy = str(self.strategy_combo.currentData())
         config = TrainConfig(
             data=data,
             model=str(self.model_combo.currentData()),
-            strategy=str(self.strategy_combo.currentData()),
+            strategy=strategy,
             top_blocks=self.top_blocks_spin.value(),
-            epochs=self.epochs_spin.value(),
-            batch_size=self.batch_spin.value(),
-            lr=lr,
-            optimizer=str(self.optimizer_combo.currentData()),
-            schedule=str(self.schedule_combo.currentData()),
-            label_smoothing=round(self.smoothing_spin.value(), 4),
-            augmentation=Augmentation(
-                random_resized_crop=self.crop_check.isChecked(),
-                flip=self.flip_check.isChecked(),
-                rotation=float(self.rotation_spin.value()),
-                color_jitter=round(self.jitter_spin.value(), 4),
-            ),
-            cache_embeddings=self.cache_check.isChecked(),
-            image_size=self.size_combo.currentData(),
-            val_fraction=round(self.val_spin.value(), 4),
-            seed=self.seed_spin.value(),
-            device=str(self.device_combo.currentData()),
+            cut_layer=str(self.cut_layer_combo.currentData() or "") if strategy == "linear-probe" else "",
+            epochs=p.epochs_spin.value(),
+            batch_size=p.batch_spin.value(),
+            lr=p.lr(),
+            lr_mult=round(p.lr_mult_spin.value(), 4),
+            optimizer=str(p.optimizer_combo.currentData()),
+            momentum=round(p.momentum_spin.value(), 4),
+            weight_decay=round(p.weight_decay_spin.value(), 6),
+            schedule=str(p.schedule_combo.currentData()),
+            label_smoothing=round(p.smoothing_spin.value(), 4),
+            dropout=round(p.dropout_spin.value(), 4),
+            augmentation=p.augmentation(),
+            cache_embeddings=p.cache_check.isChecked(),
+            image_size=p.size_combo.currentData(),
+            val_fraction=round(p.val_spin.value(), 4),
+            seed=p.seed_spin.value(),
+            device=str(p.device_combo.currentData()),
+            watch_image=watch_image,
         )
         config.validate()
         return config

@@ -109,10 +109,13 @@ class WatchStrip(QWidget):
         caption_height = 2 * QFontMetrics(caption_font()).lineSpacing() + 4
         self.scroll.setFixedHeight(TILE_SIDE + caption_height + 10 + bar.sizeHint().height())
 
+        self.header_layout = QHBoxLayout()  # a page may add its controls to this row
+        self.header_layout.addWidget(self.title_label)
+        self.header_layout.addWidget(self.subtitle_label, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.title_label)
-        layout.addWidget(self.subtitle_label)
+        layout.setSpacing(2)
+        layout.addLayout(self.header_layout)
         layout.addWidget(self.scroll)
         layout.addStretch(1)
         self._show_image_tile()

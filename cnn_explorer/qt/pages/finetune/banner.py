@@ -24,7 +24,8 @@ class Banner(QScrollArea):
     """A fixed-height, scrolling rich-text banner; ``label`` is the text itself.
 
     ``kind`` is one of "info", "done", "warning", "error": the banner takes the colour of the most
-    serious kind among its lines. The last four lines are kept; a repeated line is not added again.
+    serious kind among its lines. The last twelve lines are kept (it scrolls); a repeated line is not
+    added again.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -56,7 +57,7 @@ class Banner(QScrollArea):
         self._lines.append(rich_text)
         if _BANNER_RANK[kind] >= _BANNER_RANK[self._kind]:
             self._kind = kind
-        self.label.setText("<br>".join(self._lines[-4:]))
+        self.label.setText("<br>".join(self._lines[-12:]))
         self.label.setStyleSheet(_BANNER_STYLES[self._kind])
         bar = self.verticalScrollBar()
         QTimer.singleShot(0, bar, lambda: bar.setValue(bar.maximum()))  # the newest line, once laid out

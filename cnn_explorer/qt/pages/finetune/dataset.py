@@ -77,7 +77,9 @@ class DatasetBinding:
         self.dataset_panel.show_scan(scan)
         if not self.is_training():
             self.tabs.setCurrentWidget(self.dataset_view)
-        self.form.set_dataset_size(len(scan.train) + len(scan.val))
+        self.session.set_scan(scan)
+        if self.session.estimate is None:
+            self.estimate_similarity()  # "similar to ImageNet?" is estimated from the images, not asked
         self._update_buttons()
         self.status_message.emit(
             f"Dataset: {len(scan.train) + len(scan.val)} images in {scan.num_classes} classes"
@@ -91,6 +93,6 @@ class DatasetBinding:
         self.dataset_view.set_error(self._scan_folder or "", message)
         self.dataset_panel.show_unusable()
         self.tabs.setCurrentWidget(self.dataset_view)
-        self.form.set_dataset_size(None)
+        self.session.set_scan(None)
         self._update_buttons()
         self.status_message.emit(message)

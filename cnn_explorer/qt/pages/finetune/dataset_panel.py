@@ -17,10 +17,11 @@ HINT = "Layouts: data/<class>/*.jpg, or data/train/<class> + data/val/<class>."
 
 
 class DatasetPanel(QGroupBox):
-    """The dataset folder (read-only), a Choose… button and a status line; ``choose_requested`` when
-    the button is clicked."""
+    """The dataset folder (read-only), a Choose… button, "Try the bundled animal silhouettes" and a status
+    line; ``choose_requested`` and ``sample_requested`` when the buttons are clicked."""
 
     choose_requested = Signal()
+    sample_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("1 · Dataset", parent)
@@ -35,6 +36,12 @@ class DatasetPanel(QGroupBox):
         row.addWidget(self.folder_edit, 1)
         row.addWidget(self.choose_button)
         v.addLayout(row)
+        self.sample_button = QPushButton("Try the bundled animal silhouettes")
+        self.sample_button.setToolTip(
+            "A small real dataset (5 animals, 40 silhouettes each) to try fine-tuning right away"
+        )
+        self.sample_button.clicked.connect(lambda: self.sample_requested.emit())
+        v.addWidget(self.sample_button)
         self.status = QLabel(HINT)
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: #555;")

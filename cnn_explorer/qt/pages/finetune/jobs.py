@@ -7,7 +7,6 @@ name the default runs folder.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,15 +79,6 @@ def gallery_items(predictions: Sequence[ValPrediction], control: Control | None 
 
 
 # -- small helpers -------------------------------------------------------------------------------
-def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "—"
-    s = round(seconds)
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def format_count(n: int) -> str:
     """A parameter count: ``"1.2 M"`` from a million on, else with thousands separators."""
     return f"{n / 1e6:.1f} M" if n >= 1_000_000 else f"{n:,}"

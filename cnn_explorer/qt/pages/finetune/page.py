@@ -15,7 +15,6 @@ run through ``qt.workers``.
 
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
 
@@ -34,16 +33,19 @@ from PySide6.QtWidgets import (
 from cnn_explorer.core import zoo
 from cnn_explorer.core.data import DatasetScan
 from cnn_explorer.core.images import LoadedImage
-from cnn_explorer.core.training import FileSkipped, RunStarted, StepEnd, ValidationStep
 from cnn_explorer.qt.pages.base import Page, ScrollContent
 from cnn_explorer.qt.pages.finetune.banner import Banner
 from cnn_explorer.qt.pages.finetune.dataset import DatasetBinding
+from cnn_explorer.qt.pages.finetune.guide_panel import GuidePanel
 from cnn_explorer.qt.pages.finetune.history_panel import HistoryPanel
 from cnn_explorer.qt.pages.finetune.jobs import choose_data, default_runs_folder, demo_scan
+from cnn_explorer.qt.pages.finetune.lr_panel import LRPanel
 from cnn_explorer.qt.pages.finetune.results_panel import ResultsPanel
 from cnn_explorer.qt.pages.finetune.runs import SETTINGS_RUNS_FOLDER, RunsBinding
 from cnn_explorer.qt.pages.finetune.training import TrainingBinding
 from cnn_explorer.qt.pages.finetune.training_panel import TrainingPanel
+from cnn_explorer.qt.pages.finetune.transfer import TransferBinding
+from cnn_explorer.qt.pages.finetune.watch_panel import WatchPanel
 from cnn_explorer.qt.widgets.dataset_summary import DatasetSummaryView
 from cnn_explorer.qt.widgets.training_plots import TrainingPlots
 from cnn_explorer.qt.workers import Job, JobSlot
@@ -51,7 +53,7 @@ from cnn_explorer.qt.workers import Job, JobSlot
 DEMO_TIMEOUT_MS = 45_000  # the screenshot's demo run is stopped if the machine is too slow for it
 
 
-class FineTunePage(DatasetBinding, TrainingBinding, RunsBinding, Page):
+class FineTunePage(DatasetBinding, TrainingBinding, TransferBinding, RunsBinding, Page):
     title = "Fine-tune"
     open_in_explorer = Signal(str, str)  # checkpoint path, image path ("" for none)
 
@@ -73,11 +75,6 @@ class FineTunePage(DatasetBinding, TrainingBinding, RunsBinding, Page):
         self._train_job: Job | None = None
         self._stopping = False
         self._run_path: Path | None = None  # the run whose curves and results are shown
-        self._last_step: StepEnd | None = None
-        self._started: RunStarted | None = None
-        self._best: tuple[float, int] = (math.nan, 0)  # best val acc, its epoch
-        self._validating: ValidationStep | None = None
-        self._skipped: list[FileSkipped] = []  # images that failed to decode during this run
         self._demo_running = False
         self._demo_dir: tempfile.TemporaryDirectory | None = None
         self._demo_timer = QTimer(self)
@@ -94,6 +91,7 @@ class FineTunePage(DatasetBinding, TrainingBinding, RunsBinding, Page):
         row.addWidget(self._build_left())
         row.addWidget(self._build_right(), 1)
         self.scroll_page(content)
+        self._init_transfer()
 
         self._update_buttons()
         self.refresh_history()
@@ -134,8 +132,13 @@ class FineTunePage(DatasetBinding, TrainingBinding, RunsBinding, Page):
         self.tabs = QTabWidget()
         self.dataset_view = DatasetSummaryView()
         self.tabs.addTab(self.dataset_view, "Dataset")
+        self.guide_panel = GuidePanel()
+        self.tabs.addTab(self.guide_panel, "Guide")
+        self.lr_panel = LRPanel()
+        self.tabs.addTab(self.lr_panel, "LR finder")
         self.tabs.addTab(self._build_results_tab(), "Results")
         self.tabs.addTab(self._build_history_tab(), "History")
+        self.watch_panel = WatchPanel()
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.plots)
         splitter.addWidget(self.tabs)
@@ -149,6 +152,7 @@ class FineTunePage(DatasetBinding, TrainingBinding, RunsBinding, Page):
         v.setContentsMargins(0, 0, 0, 0)
         v.addLayout(top)
         v.addWidget(self.banner_area)
+        v.addWidget(self.watch_panel)
         v.addWidget(splitter, 1)
         return right
 
@@ -177,6 +181,7 @@ class FineTunePage(DatasetBinding, TrainingBinding, RunsBinding, Page):
     # -- page API (the main window calls these) ----------------------------------------------------
     def set_image(self, loaded: LoadedImage) -> None:
         self.results.set_current_image(Path(loaded.path))
+        self._follow_current_image(Path(loaded.path))
 
     def is_busy(self) -> bool:
         return (
@@ -186,6 +191,12 @@ class FineTunePage(DatasetBinding, TrainingBinding, RunsBinding, Page):
             or self._history_slot.busy
             or self._view_slot.busy
             or self.results.busy
+            or self._probe_runner.busy
+            or self._lr_runner.busy
+            or self._watch_runner.busy
+            # the similarity estimate runs in the background while the user goes on; the screenshot's
+            # demo waits for it, so that the guide shows its answer
+            or (self._demo_dir is not None and self._similarity_runner.busy)
         )
 
     def prepare_screenshot(self) -> None:
@@ -200,7 +211,6 @@ class FineTunePage(DatasetBinding, TrainingBinding, RunsBinding, Page):
         self._demo_timer.start(DEMO_TIMEOUT_MS)
         form = self.form
         choose_data(form.model_combo, zoo.DEFAULT_MODEL)
-        form.imagenet_check.setChecked(False)  # silhouettes are not photos
         choose_data(form.strategy_combo, "feature-extractor")
         form.epochs_spin.setValue(6)
         form.batch_spin.setValue(16)
@@ -211,7 +221,7 @@ class FineTunePage(DatasetBinding, TrainingBinding, RunsBinding, Page):
         self.dataset_panel.set_folder(folder)
         self.dataset_view.show_scanning(folder)
         job = self._start_scan(demo_scan, folder)
-        job.result.connect(lambda _outcome: self._demo_start())
+        job.result.connect(lambda _outcome: (self.watch_dataset_image(), self._demo_start()))
         job.failed.connect(lambda _exc: self._demo_done())
 
     def confirm_close(self) -> bool:
@@ -238,7 +248,9 @@ class FineTunePage(DatasetBinding, TrainingBinding, RunsBinding, Page):
         self._rescan_timer.stop()
         for slot in (self._scan_slot, self._history_slot, self._view_slot):
             slot.cancel()
-        self.results.cancel()
+        for runner in self._transfer_runners:
+            runner.shutdown()
+        self.results.shutdown()
         if self.is_training():
             self._train_job.cancel()  # cooperative: the run saves last.pt; the window joins the thread
 

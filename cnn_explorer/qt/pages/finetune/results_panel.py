@@ -1,8 +1,10 @@
 """The Fine-tune page's Results tab: a clickable confusion matrix with per-class accuracy, the gallery of
-a cell's validation images (loaded in a worker), and the image and button for "Open in explorer".
+a cell's validation images (loaded in a worker), "why" for a clicked image (its Grad-CAM for the predicted
+and for the true class, side by side, computed in a worker), and the image and button for "Open in
+explorer".
 
 The panel keeps the shown run's validation predictions and class names; the page tells it which run
-that is and answers ``open_requested`` (it knows the run's checkpoint).
+that is (``set_run``) and answers ``open_requested`` (it knows the run's checkpoint).
 """
 
 from __future__ import annotations
@@ -15,21 +17,26 @@ from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from cnn_explorer.core.runs import ValPrediction
+from cnn_explorer.core.transfer.why import CamPair, RunModels
 from cnn_explorer.qt.pages.finetune.jobs import gallery_items
+from cnn_explorer.qt.widgets.cam_pair import CamPairView
 from cnn_explorer.qt.widgets.confusion_matrix import ConfusionMatrixView
 from cnn_explorer.qt.widgets.image_gallery import GalleryItem, ImageGallery
-from cnn_explorer.qt.workers import Job, JobSlot
+from cnn_explorer.qt.workers import Job, JobSlot, LatestRunner
 
 GALLERY_LIMIT = 60  # images shown for one confusion cell
 GALLERY_HINT = "Click a cell of the confusion matrix to see its validation images."
+WHY_HINT = "Click a validation image to see where the model looked for the predicted and the true class."
+WHY_SIDE = 112  # px of each of the two heat maps (the tab shares the page with the curves)
 
 
 class ResultsPanel(QWidget):
-    """``confusion_view`` and ``gallery`` side by side, the explorer image and "Open in explorer" below
-    the gallery. ``open_requested`` when that button is clicked.
+    """``confusion_view`` and ``gallery`` side by side; under the gallery ``cam_view`` (why the clicked
+    image got its answer), then the explorer image and "Open in explorer". ``open_requested`` when that
+    button is clicked.
 
     ``predictions`` and ``class_names`` are the shown run's: a click on a cell lists the validation
-    images of that (true, predicted) pair.
+    images of that (true, predicted) pair; a click on one of them explains it with ``run_path``'s model.
     """
 
     open_requested = Signal()
@@ -41,12 +48,17 @@ class ResultsPanel(QWidget):
         self.current_image: Path | None = None  # the app's current image
         self.chosen_image: Path | None = None  # picked for "Open in explorer" (a file or a val image)
         self._gallery_slot = JobSlot()
+        self._run_path: Path | None = None
+        self._models = RunModels()  # the run's model stays loaded while images are clicked through
+        self._why_runner = LatestRunner(self)
 
         self.confusion_view = ConfusionMatrixView()
         self.confusion_view.cell_clicked.connect(self.show_cell_images)
         self.gallery = ImageGallery()
         self.gallery.set_message(GALLERY_HINT)
         self.gallery.image_chosen.connect(self._on_gallery_image)
+        self.cam_view = CamPairView(side=WHY_SIDE)
+        self.cam_view.clear(WHY_HINT)
         self.explorer_image_label = QLabel()
         self.explorer_image_label.setWordWrap(True)
         self.choose_image_button = QPushButton("Other image…")
@@ -59,22 +71,47 @@ class ResultsPanel(QWidget):
         explorer.addWidget(self.explorer_image_label, 1)
         explorer.addWidget(self.choose_image_button)
         explorer.addWidget(self.open_explorer_button)
+        images = QHBoxLayout()  # the cell's images, and why the clicked one was classified so
+        images.addWidget(self.gallery, 1)
+        images.addWidget(self.cam_view)
         side = QVBoxLayout()
-        side.addWidget(self.gallery, 1)
+        side.addLayout(images, 1)
         side.addLayout(explorer)
         row = QHBoxLayout(self)
         row.setContentsMargins(4, 4, 4, 4)
-        row.addWidget(self.confusion_view, 5)
-        row.addLayout(side, 4)
+        row.addWidget(self.confusion_view, 4)
+        row.addLayout(side, 5)
         self._update_explorer_image()
 
     @property
     def busy(self) -> bool:
-        """A cell's images are loading."""
-        return self._gallery_slot.busy
+        """A cell's images are loading, or an image's Grad-CAM pair is being computed."""
+        return self._gallery_slot.busy or self._why_runner.busy
 
     def cancel(self) -> None:
         self._gallery_slot.cancel()
+        self._why_runner.cancel()
+
+    def shutdown(self) -> None:
+        """Stop the workers for good (the page is closing)."""
+        self._gallery_slot.cancel()
+        self._why_runner.shutdown()
+
+    # -- the run whose results are shown -------------------------------------------------------
+    @property
+    def run_path(self) -> Path | None:
+        """The run folder whose model explains a clicked image (None: no run shown)."""
+        return self._run_path
+
+    def set_run(self, path: Path | None) -> None:
+        """The run whose results are shown: its best checkpoint explains clicked images."""
+        path = Path(path) if path is not None else None
+        if path == self._run_path:
+            return
+        self._run_path = path
+        self._why_runner.cancel()  # a pair of the previous run's model would mislead
+        self._models.clear()
+        self.cam_view.clear(WHY_HINT)
 
     # -- the matrix and its cells ----------------------------------------------------------------
     def show_matrix(self, matrix: np.ndarray, title: str, per_class_acc: np.ndarray | None = None) -> None:
@@ -84,6 +121,7 @@ class ResultsPanel(QWidget):
 
     def reset_gallery(self) -> None:
         self.gallery.set_message(GALLERY_HINT)
+        self._clear_why()
 
     def _preselect_cell(self) -> None:
         """Open on the most frequent mistake (or the first class when there is none): the telling cell."""
@@ -103,6 +141,7 @@ class ResultsPanel(QWidget):
             return
         true, predicted = names[row], names[col]
         chosen = [p for p in self.predictions if p.true == true and p.predicted == predicted]
+        self._clear_why()  # the shown pair belongs to an image of another cell
         what = "correctly recognised" if row == col else f"predicted as '{predicted}'"
         caption = f"{len(chosen)} '{true}' validation image(s) {what}"
         if len(chosen) > GALLERY_LIMIT:
@@ -113,19 +152,63 @@ class ResultsPanel(QWidget):
             return
         self.gallery.set_message(caption + " — loading…")
         job = self._gallery_slot.start(gallery_items, chosen[:GALLERY_LIMIT], name="cell images")
+        mistake = row != col
         job.result.connect(
-            lambda items, job=job: self._on_gallery(job, items, caption + ". Click one to use it.")
+            lambda items, job=job: self._on_gallery(job, items, caption + ". Click one to use it.", mistake)
         )
 
-    def _on_gallery(self, job: Job, items: list[GalleryItem], caption: str) -> None:
+    def _on_gallery(self, job: Job, items: list[GalleryItem], caption: str, mistake: bool) -> None:
         if self._gallery_slot.is_current(job):
             self.gallery.set_items(items, caption)
+            if mistake and items:  # a cell of mistakes opens with its first image explained
+                self._explain(Path(items[0][0]))
 
-    # -- the image for "Open in explorer" --------------------------------------------------------
+    # -- why: the clicked image's Grad-CAM for the predicted and the true class --------------------
     def _on_gallery_image(self, path: str) -> None:
         self.chosen_image = Path(path)
         self._update_explorer_image()
+        self._explain(Path(path))
 
+    def _explain(self, path: Path) -> None:
+        prediction = next((p for p in self.predictions if Path(p.path) == path), None)
+        if self._run_path is None or prediction is None:
+            self._why_runner.cancel()
+            what = (
+                "no run is shown"
+                if self._run_path is None
+                else "it is not one of the run's validation images"
+            )
+            self.cam_view.clear(f"Cannot explain {path.name}: {what}.")
+            return
+        classes = f"'{prediction.predicted}' (predicted) and '{prediction.true}' (true)"
+        self.cam_view.busy(f"Grad-CAM of {path.name} for {classes}…")
+        self._why_runner.request(
+            (str(self._run_path), str(path)),
+            self._models.cam_pair,
+            self._run_path,
+            path,
+            prediction.true,
+            on_result=self._on_pair,
+            on_failed=lambda exc: self.cam_view.clear(str(exc)),
+            name="why",
+        )
+
+    def _on_pair(self, pair: CamPair) -> None:
+        self.cam_view.show_pair(
+            pair.pixels,
+            pair.cam_predicted,
+            pair.cam_true,
+            pair.predicted,
+            pair.p_pred,
+            pair.true,
+            pair.p_true,
+        )
+
+    def _clear_why(self) -> None:
+        self._why_runner.cancel()
+        self.cam_view.clear(WHY_HINT)
+
+    # -- the image for "Open in explorer" --------------------------------------------------------
     def set_current_image(self, path: Path) -> None:
         self.current_image = path
         self._update_explorer_image()

@@ -35,6 +35,7 @@ class RunsBinding:
             return
         rec = view.record
         self._run_path = rec.path
+        self.results.set_run(rec.path)
         self.results.predictions = view.predictions
         self.plots.load(view.steps, rec.epochs, rec.summary.best_epoch)
         if view.confusion is not None:
@@ -59,7 +60,9 @@ class RunsBinding:
                 f"{html.escape(rec.result_text())}. {html.escape(rec.summary.message)}",
                 kind,
             )
-            self.tabs.setCurrentIndex(1)
+            for notice in rec.summary.notices:  # what the run said when it started
+                self._add_banner(html.escape(notice), "info")
+            self.tabs.setCurrentWidget(self.results)
         self._update_buttons()
 
     def _on_view_failed(self, job: Job, exc: BaseException) -> None:

@@ -19,7 +19,6 @@ from cnn_explorer.core.data import DatasetError
 from cnn_explorer.core.runs import RunDir, RunDirError, RunSummary, new_run_dir
 from cnn_explorer.core.training import (
     STRATEGY_TITLES,
-    CheckpointSaved,
     ConfigError,
     EpochEnd,
     FileSkipped,
@@ -28,11 +27,11 @@ from cnn_explorer.core.training import (
     PriorLogs,
     RunStarted,
     StepEnd,
-    ValidationStep,
     fit,
     resume_with_logs,
 )
-from cnn_explorer.qt.pages.finetune.jobs import format_count, format_duration
+from cnn_explorer.core.transfer.progress import format_duration
+from cnn_explorer.qt.pages.finetune.jobs import format_count
 from cnn_explorer.qt.workers import Job, start_process_job
 
 
@@ -58,8 +57,9 @@ class TrainingBinding:
         if self._scan is None:
             self._set_banner("Choose a usable dataset first (File ▸ Open dataset folder…).", "error")
             return
+        watch = self.session.watch_image
         try:
-            config = self.form.config(str(self._scan.root))
+            config = self.form.config(str(self._scan.root), watch_image=str(watch) if watch else "")
         except ConfigError as exc:
             self._set_banner(html.escape(str(exc)), "error")
             return
@@ -83,12 +83,10 @@ class TrainingBinding:
         self._train_job = job
         self._stopping = False
         self._run_path = run_dir
+        self.results.set_run(None)
         self.results.predictions = []
-        self._last_step = None
-        self._started = None
-        self._best = (math.nan, 0)
-        self._validating = None
-        self._skipped = []
+        self.session.begin_run()
+        self.watch_panel.strip.clear()
         self._view_slot.cancel()
         self.plots.reset()
         self.confusion_view.clear("The confusion matrix appears when the run has finished.")
@@ -136,43 +134,31 @@ class TrainingBinding:
     def _on_train_events(self, job: Job, events: list) -> None:
         if job is not self._train_job:
             return
+        self.session.add_run_events(events)  # the run's state, kept in one place (also for the CLI)
         for ev in events:
             if isinstance(ev, StepEnd):
                 self.plots.add_step(ev.epoch, ev.step, ev.steps_per_epoch, ev.loss, ev.lr)
-                self._last_step = ev
-                self._validating = None
-            elif isinstance(ev, ValidationStep):
-                self._validating = ev
             elif isinstance(ev, EpochEnd):
                 self.plots.add_epoch(ev.epoch, ev.train_loss, ev.val_loss, ev.train_acc, ev.val_acc)
                 if ev.is_best:
-                    self._best = (ev.val_acc, ev.epoch)
                     self.plots.set_best_epoch(ev.epoch)
-                self._validating = None
             elif isinstance(ev, RunStarted):
                 self._on_run_started(ev)
             elif isinstance(ev, PriorLogs):
                 self.plots.load(ev.steps, ev.epochs, ev.best_epoch)
-                best = next((m for m in ev.epochs if m.epoch == ev.best_epoch), None)
-                if best is not None:
-                    self._best = (best.val_acc, best.epoch)
             elif isinstance(ev, Notice):
                 self._add_banner(html.escape(ev.message), "info")
             elif isinstance(ev, FileSkipped):
-                self._skipped.append(ev)
                 self._add_banner(
                     f"Skipped an image that could not be decoded: <b>{html.escape(ev.path.name)}</b> — "
                     f"{html.escape(ev.reason)}",
                     "warning",
                 )
-            elif isinstance(ev, CheckpointSaved):
-                pass  # the progress line says when an epoch ends; the files are listed in History
             elif isinstance(ev, Finished):
                 self._on_finished_event(ev)
         self._show_progress()
 
     def _on_run_started(self, ev: RunStarted) -> None:
-        self._started = ev
         self.progress_bar.setRange(0, max(1, ev.total_steps))
         self.progress_bar.setValue(ev.start_epoch * ev.steps_per_epoch + ev.start_step)
         cached = " · embeddings cached after the first epoch" if ev.cached else ""
@@ -186,31 +172,19 @@ class TrainingBinding:
         )
 
     def _show_progress(self) -> None:
-        job, started, step = self._train_job, self._started, self._last_step
-        if started is None:
+        job, progress = self._train_job, self.session.progress
+        if progress.started is None:
             return
-        epochs = started.config.epochs
-        if step is not None:
-            self.progress_bar.setValue(step.global_step)
-            where = f"Epoch {step.epoch}/{epochs} · step {step.step}/{step.steps_per_epoch}"
-        else:
-            where = f"Epoch {started.start_epoch + 1}/{epochs}"
-        if self._validating is not None:
-            v = self._validating
-            where = f"Epoch {v.epoch}/{epochs} · validating {v.step}/{v.steps}"
-        self.progress_bar.setFormat(f"{where}  (%p%)")
+        self.progress_bar.setValue(progress.steps_done)
+        self.progress_bar.setFormat(f"{progress.where()}  (%p%)")
         if job is not None and job.is_running and job.control.paused:
             return  # keep the "Paused" text
         if self._stopping:
             return
-        parts = []
-        if step is not None:
-            parts += [f"{step.images_per_s:,.0f} images/s", f"ETA {format_duration(step.eta_s)}"]
-        if self._best[1]:
-            parts.append(f"best {self._best[0]:.1%} (epoch {self._best[1]})")
-        self.progress_label.setText(" · ".join(parts) or " ")
+        self.progress_label.setText(progress.rate_text() or " ")
 
     def _on_finished_event(self, ev: Finished) -> None:
+        self.results.set_run(ev.run_dir)
         self.results.predictions = list(ev.predictions)
         self.results.class_names = list(ev.class_names)
         if ev.confusion is not None:
@@ -227,23 +201,28 @@ class TrainingBinding:
             self._set_banner(
                 f"<b>{html.escape(ev.message)}</b> Run folder: {html.escape(str(ev.run_dir))}", "done"
             )
-        if self._skipped:
-            names = ", ".join(html.escape(f.path.name) for f in self._skipped[:5])
-            more = f" and {len(self._skipped) - 5} more" if len(self._skipped) > 5 else ""
+        progress = self.session.progress
+        for notice in progress.notices:  # what the run said while it trained stays readable after it
+            self._add_banner(html.escape(notice), "info")
+        skipped = progress.skipped
+        if skipped:
+            names = ", ".join(html.escape(f.path.name) for f in skipped[:5])
+            more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
             self._add_banner(
-                f"{len(self._skipped)} image(s) could not be decoded during training and were skipped: "
+                f"{len(skipped)} image(s) could not be decoded during training and were skipped: "
                 f"<b>{names}</b>{more}.",
                 "warning",
             )
         if ev.confusion is not None:
-            self.tabs.setCurrentIndex(1)
+            self.tabs.setCurrentWidget(self.results)
 
     # -- the run's end -----------------------------------------------------------------------------
     def _on_train_result(self, job: Job, summary: RunSummary) -> None:
         if job is not self._train_job:
             return
-        if self._started is not None:
-            self.progress_bar.setRange(0, max(1, self._started.total_steps))
+        started = self.session.progress.started
+        if started is not None:
+            self.progress_bar.setRange(0, max(1, started.total_steps))
         if summary.status == "finished":
             self.progress_bar.setValue(self.progress_bar.maximum())
             self.progress_bar.setFormat("Finished (%p%)")
@@ -271,11 +250,8 @@ class TrainingBinding:
             return
         run = RunDir(self._run_path)
         kept = run.last_checkpoint.is_file()
-        where = (
-            f"epoch {self._last_step.epoch}, step {self._last_step.step}"
-            if self._last_step
-            else "before the first step"
-        )
+        last = self.session.progress.last_step
+        where = f"epoch {last.epoch}, step {last.step}" if last else "before the first step"
         text = (
             f"<b>Stopped</b> at {where}. The checkpoint {html.escape(str(run.last_checkpoint))} is kept: "
             "resume the run from the History tab."
@@ -283,8 +259,11 @@ class TrainingBinding:
             else f"<b>Stopped</b> {where}; nothing was saved yet."
         )
         self._set_banner(text, "warning")
-        if self._started is not None:
-            self.progress_bar.setRange(0, max(1, self._started.total_steps))
+        for notice in self.session.progress.notices:
+            self._add_banner(html.escape(notice), "info")
+        started = self.session.progress.started
+        if started is not None:
+            self.progress_bar.setRange(0, max(1, started.total_steps))
         else:
             self.progress_bar.setRange(0, 1)
         self.progress_bar.setFormat("Stopped (%p%)")
