@@ -5,6 +5,7 @@ unreadable files)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Slot
@@ -12,7 +13,6 @@ from PySide6.QtWidgets import QFileDialog
 
 from cnn_explorer.core.data import DatasetError, ScanProgress
 from cnn_explorer.qt.pages.finetune.jobs import ScanOutcome, scan_with_thumbnails
-from cnn_explorer.qt.workers import Job
 
 
 class DatasetBinding:
@@ -46,12 +46,31 @@ class DatasetBinding:
                 self._settings.setValue("last_dataset_folder", folder)
             self.set_dataset_folder(folder)
 
-    def _start_scan(self, fn, *args, **kwargs) -> Job:
-        job = self._scan_slot.start(fn, *args, name="scan dataset", **kwargs)
-        job.events.connect(lambda events, job=job: self._on_scan_events(job, events))
-        job.result.connect(lambda outcome, job=job: self._on_scan_result(job, outcome))
-        job.failed.connect(lambda exc, job=job: self._on_scan_failed(job, exc))
-        return job
+    def _start_scan(self, fn, *args, then: Callable[[bool], None] | None = None, **kwargs) -> None:
+        """Scan through the page's "latest request wins" runner (a newer scan supersedes this one);
+        ``then(ok)`` runs after this scan's outcome is shown."""
+        self._scan_requests += 1  # every request is new: the folder's files may have changed
+
+        def done(outcome: ScanOutcome) -> None:
+            self._on_scan_result(outcome)
+            if then is not None:
+                then(True)
+
+        def failed(exc: BaseException) -> None:
+            self._on_scan_failed(exc)
+            if then is not None:
+                then(False)
+
+        self._scan_runner.request(
+            ("scan", self._scan_requests),
+            fn,
+            *args,
+            on_events=self._on_scan_events,
+            on_result=done,
+            on_failed=failed,
+            name="scan dataset",
+            **kwargs,
+        )
 
     def _schedule_rescan(self) -> None:
         if self._scan_folder is not None:
@@ -61,16 +80,12 @@ class DatasetBinding:
         if self._scan_folder is not None:
             self.set_dataset_folder(self._scan_folder)
 
-    def _on_scan_events(self, job: Job, events: list) -> None:
-        if not self._scan_slot.is_current(job):
-            return
+    def _on_scan_events(self, events: list) -> None:
         progress = [e for e in events if isinstance(e, ScanProgress)]
         if progress:
             self.dataset_panel.show_progress(progress[-1])
 
-    def _on_scan_result(self, job: Job, outcome: ScanOutcome) -> None:
-        if not self._scan_slot.is_current(job):
-            return
+    def _on_scan_result(self, outcome: ScanOutcome) -> None:
         scan = outcome.scan
         self._scan = scan
         self.dataset_view.set_scan(scan, outcome.thumbnails)
@@ -85,9 +100,7 @@ class DatasetBinding:
             f"Dataset: {len(scan.train) + len(scan.val)} images in {scan.num_classes} classes"
         )
 
-    def _on_scan_failed(self, job: Job, exc: BaseException) -> None:
-        if not self._scan_slot.is_current(job):
-            return
+    def _on_scan_failed(self, exc: BaseException) -> None:
         message = str(exc) if isinstance(exc, DatasetError) else f"Cannot read the dataset: {exc}"
         self._scan = None
         self.dataset_view.set_error(self._scan_folder or "", message)

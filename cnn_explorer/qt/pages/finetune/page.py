@@ -48,7 +48,7 @@ from cnn_explorer.qt.pages.finetune.transfer import TransferBinding
 from cnn_explorer.qt.pages.finetune.watch_panel import WatchPanel
 from cnn_explorer.qt.widgets.dataset_summary import DatasetSummaryView
 from cnn_explorer.qt.widgets.training_plots import TrainingPlots
-from cnn_explorer.qt.workers import Job, JobSlot
+from cnn_explorer.qt.workers import Job, LatestRunner
 
 DEMO_TIMEOUT_MS = 45_000  # the screenshot's demo run is stopped if the machine is too slow for it
 
@@ -69,9 +69,11 @@ class FineTunePage(DatasetBinding, TrainingBinding, TransferBinding, RunsBinding
 
         self._scan: DatasetScan | None = None
         self._scan_folder: Path | None = None
-        self._scan_slot = JobSlot()
-        self._history_slot = JobSlot()
-        self._view_slot = JobSlot()
+        # background work, "latest request wins": a newer scan, listing or run view supersedes the older
+        self._scan_runner = LatestRunner(self)
+        self._history_runner = LatestRunner(self)
+        self._view_runner = LatestRunner(self)
+        self._scan_requests = self._history_requests = 0
         self._train_job: Job | None = None
         self._stopping = False
         self._run_path: Path | None = None  # the run whose curves and results are shown
@@ -187,9 +189,9 @@ class FineTunePage(DatasetBinding, TrainingBinding, TransferBinding, RunsBinding
         return (
             self._demo_running
             or self._rescan_timer.isActive()
-            or self._scan_slot.busy
-            or self._history_slot.busy
-            or self._view_slot.busy
+            or self._scan_runner.busy
+            or self._history_runner.busy
+            or self._view_runner.busy
             or self.results.busy
             or self._probe_runner.busy
             or self._lr_runner.busy
@@ -220,9 +222,7 @@ class FineTunePage(DatasetBinding, TrainingBinding, TransferBinding, RunsBinding
         self._scan_folder = folder
         self.dataset_panel.set_folder(folder)
         self.dataset_view.show_scanning(folder)
-        job = self._start_scan(demo_scan, folder)
-        job.result.connect(lambda _outcome: (self.watch_dataset_image(), self._demo_start()))
-        job.failed.connect(lambda _exc: self._demo_done())
+        self._start_scan(demo_scan, folder, then=self._demo_scanned)
 
     def confirm_close(self) -> bool:
         if not self.is_training():
@@ -246,9 +246,7 @@ class FineTunePage(DatasetBinding, TrainingBinding, TransferBinding, RunsBinding
         self._shut_down = True
         self._demo_timer.stop()
         self._rescan_timer.stop()
-        for slot in (self._scan_slot, self._history_slot, self._view_slot):
-            slot.cancel()
-        for runner in self._transfer_runners:
+        for runner in (self._scan_runner, self._history_runner, self._view_runner, *self._transfer_runners):
             runner.shutdown()
         self.results.shutdown()
         if self.is_training():
@@ -282,6 +280,13 @@ class FineTunePage(DatasetBinding, TrainingBinding, TransferBinding, RunsBinding
         return self.banner_area.text()
 
     # -- the screenshot's demo run ---------------------------------------------------------------
+    def _demo_scanned(self, ok: bool) -> None:
+        if not ok:
+            self._demo_done()
+            return
+        self.watch_dataset_image()  # the screenshot's strip watches a silhouette of the dataset
+        self._demo_start()
+
     def _demo_start(self) -> None:
         if not self._demo_running:
             return

@@ -22,7 +22,7 @@ from cnn_explorer.qt.pages.finetune.jobs import gallery_items
 from cnn_explorer.qt.widgets.cam_pair import CamPairView
 from cnn_explorer.qt.widgets.confusion_matrix import ConfusionMatrixView
 from cnn_explorer.qt.widgets.image_gallery import GalleryItem, ImageGallery
-from cnn_explorer.qt.workers import Job, JobSlot, LatestRunner
+from cnn_explorer.qt.workers import LatestRunner
 
 GALLERY_LIMIT = 60  # images shown for one confusion cell
 GALLERY_HINT = "Click a cell of the confusion matrix to see its validation images."
@@ -47,7 +47,7 @@ class ResultsPanel(QWidget):
         self.class_names: list[str] = []
         self.current_image: Path | None = None  # the app's current image
         self.chosen_image: Path | None = None  # picked for "Open in explorer" (a file or a val image)
-        self._gallery_slot = JobSlot()
+        self._gallery_runner = LatestRunner(self)
         self._run_path: Path | None = None
         self._models = RunModels()  # the run's model stays loaded while images are clicked through
         self._why_runner = LatestRunner(self)
@@ -86,15 +86,15 @@ class ResultsPanel(QWidget):
     @property
     def busy(self) -> bool:
         """A cell's images are loading, or an image's Grad-CAM pair is being computed."""
-        return self._gallery_slot.busy or self._why_runner.busy
+        return self._gallery_runner.busy or self._why_runner.busy
 
     def cancel(self) -> None:
-        self._gallery_slot.cancel()
+        self._gallery_runner.cancel()
         self._why_runner.cancel()
 
     def shutdown(self) -> None:
         """Stop the workers for good (the page is closing)."""
-        self._gallery_slot.cancel()
+        self._gallery_runner.shutdown()
         self._why_runner.shutdown()
 
     # -- the run whose results are shown -------------------------------------------------------
@@ -147,21 +147,23 @@ class ResultsPanel(QWidget):
         if len(chosen) > GALLERY_LIMIT:
             caption += f" (the first {GALLERY_LIMIT} shown)"
         if not chosen:
-            self._gallery_slot.cancel()
+            self._gallery_runner.cancel()
             self.gallery.set_message(caption + ".")
             return
         self.gallery.set_message(caption + " — loading…")
-        job = self._gallery_slot.start(gallery_items, chosen[:GALLERY_LIMIT], name="cell images")
         mistake = row != col
-        job.result.connect(
-            lambda items, job=job: self._on_gallery(job, items, caption + ". Click one to use it.", mistake)
+        self._gallery_runner.request(
+            ("cell", str(self._run_path), row, col, len(chosen)),
+            gallery_items,
+            chosen[:GALLERY_LIMIT],
+            on_result=lambda items: self._on_gallery(items, caption + ". Click one to use it.", mistake),
+            name="cell images",
         )
 
-    def _on_gallery(self, job: Job, items: list[GalleryItem], caption: str, mistake: bool) -> None:
-        if self._gallery_slot.is_current(job):
-            self.gallery.set_items(items, caption)
-            if mistake and items:  # a cell of mistakes opens with its first image explained
-                self._explain(Path(items[0][0]))
+    def _on_gallery(self, items: list[GalleryItem], caption: str, mistake: bool) -> None:
+        self.gallery.set_items(items, caption)
+        if mistake and items:  # a cell of mistakes opens with its first image explained
+            self._explain(Path(items[0][0]))
 
     # -- why: the clicked image's Grad-CAM for the predicted and the true class --------------------
     def _on_gallery_image(self, path: str) -> None:

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import QFileDialog
 
 from cnn_explorer.core.runs import BEST_CHECKPOINT, LAST_CHECKPOINT, RunRecord, list_runs
 from cnn_explorer.qt.pages.finetune.jobs import RunView, read_run_view
-from cnn_explorer.qt.workers import Job
 
 SETTINGS_RUNS_FOLDER = "finetune/runs_folder"
 
@@ -26,12 +25,17 @@ class RunsBinding:
         if self.is_training():
             self.status_message.emit("A run is training; its live curves stay on screen until it ends.")
             return
-        job = self._view_slot.start(read_run_view, path, name="read run")
-        job.result.connect(lambda view, job=job: self._on_run_view(job, view, switch))
-        job.failed.connect(lambda exc, job=job: self._on_view_failed(job, exc))
+        self._view_runner.request(
+            ("view", str(path), switch),
+            read_run_view,
+            path,
+            on_result=lambda view: self._on_run_view(view, switch),
+            on_failed=self._on_view_failed,
+            name="read run",
+        )
 
-    def _on_run_view(self, job: Job, view: RunView, switch: bool) -> None:
-        if not self._view_slot.is_current(job) or self.is_training():
+    def _on_run_view(self, view: RunView, switch: bool) -> None:
+        if self.is_training():
             return
         rec = view.record
         self._run_path = rec.path
@@ -65,9 +69,8 @@ class RunsBinding:
             self.tabs.setCurrentWidget(self.results)
         self._update_buttons()
 
-    def _on_view_failed(self, job: Job, exc: BaseException) -> None:
-        if self._view_slot.is_current(job):
-            self._set_banner(html.escape(f"Cannot show the run: {exc}"), "error")
+    def _on_view_failed(self, exc: BaseException) -> None:
+        self._set_banner(html.escape(f"Cannot show the run: {exc}"), "error")
 
     # -- "Open in explorer" ------------------------------------------------------------------------
     def explorer_image(self) -> Path | None:
@@ -95,14 +98,19 @@ class RunsBinding:
     def refresh_history(self, select: str | None = None) -> None:
         if self._shut_down:
             return
-        job = self._history_slot.start(list_runs, self.runs_folder, name="list runs")
-        job.result.connect(lambda records, job=job: self._on_history(job, records, select))
+        self._history_requests += 1  # always a new listing: runs may have been added since the last
+        self._history_runner.request(
+            ("history", self._history_requests),
+            list_runs,
+            self.runs_folder,
+            on_result=lambda records: self._on_history(records, select),
+            name="list runs",
+        )
 
-    def _on_history(self, job: Job, records: list[RunRecord], select: str | None) -> None:
-        if self._history_slot.is_current(job):
-            self.history.set_runs(records, select=select)
-            if select is not None:
-                self.history.set_compared(select, True)
+    def _on_history(self, records: list[RunRecord], select: str | None) -> None:
+        self.history.set_runs(records, select=select)
+        if select is not None:
+            self.history.set_compared(select, True)
 
     @Slot()
     def choose_runs_folder(self) -> None:

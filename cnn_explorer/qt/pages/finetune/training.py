@@ -87,7 +87,7 @@ class TrainingBinding:
         self.results.predictions = []
         self.session.begin_run()
         self.watch_panel.strip.clear()
-        self._view_slot.cancel()
+        self._view_runner.cancel()
         self.plots.reset()
         self.confusion_view.clear("The confusion matrix appears when the run has finished.")
         self.results.reset_gallery()
