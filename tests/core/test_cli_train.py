@@ -83,3 +83,89 @@ def test_ctrl_c_asks_the_run_to_stop_instead_of_killing_it():
             for _ in range(1000):
                 pass
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_finetune_linear_probe_at_a_layer_with_the_notes_settings(tiny_folder: Path, tmp_path: Path, capsys):
+    import json
+
+    out = tmp_path / "run"
+    watched = sorted((tiny_folder / "bird").glob("*.png"))[0]
+    rc = run_cli(
+        "finetune",
+        tiny_folder,
+        "--strategy",
+        "linear-probe",
+        "--layer",
+        "_blocks.4",
+        "--epochs",
+        "2",
+        "--momentum",
+        "0.8",
+        "--weight-decay",
+        "0.001",
+        "--dropout",
+        "0.25",
+        "--label-smoothing",
+        "0.1",
+        "--watch",
+        watched,
+        "--image-size",
+        "48",
+        "--batch-size",
+        "8",
+        "--offline",
+        "--out",
+        out,
+    )
+    text = capsys.readouterr()
+    assert rc == 0, text.err
+    config = json.loads((out / "config.json").read_text())
+    assert (config["strategy"], config["cut_layer"]) == ("linear-probe", "_blocks.4")
+    assert (config["momentum"], config["weight_decay"], config["dropout"]) == (0.8, 0.001, 0.25)
+    assert config["label_smoothing"] == 0.1 and config["watch_image"] == str(watched.resolve())
+    assert re.findall(r"^watch: epoch (\d): ", text.out, flags=re.M) == ["1", "2"]
+
+    assert (
+        run_cli(
+            "finetune",
+            tiny_folder,
+            "--strategy",
+            "fine-tune-all",
+            "--lr-mult",
+            "0.1",
+            "--epochs",
+            "1",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "8",
+            "--offline",
+            "--quiet",
+            "--out",
+            tmp_path / "all",
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "all" / "config.json").read_text())["lr_mult"] == 0.1
+    capsys.readouterr()
+    assert (
+        run_cli(
+            "finetune",
+            tiny_folder,
+            "--strategy",
+            "linear-probe",
+            "--layer",
+            "layer3",
+            "--epochs",
+            "1",
+            "--offline",
+            "--quiet",
+            "--out",
+            tmp_path / "bad",
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "layer3" in err and "_blocks.7" in err  # names the valid layers
+    assert run_cli("finetune", tiny_folder, "--lr-mult", "2", "--quiet", "--out", tmp_path / "bad2") == 2
+    assert "LR factor" in capsys.readouterr().err
