@@ -15,7 +15,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cnn_explorer.cli_train import PLAIN_PROGRESS_EVERY_S, ctrl_c_cancels, is_terminal, scan_with_progress
+from cnn_explorer.cli_train import (
+    PLAIN_PROGRESS_EVERY_S,
+    add_model_settings,
+    ctrl_c_cancels,
+    is_terminal,
+    model_settings,
+    scan_with_progress,
+)
 from cnn_explorer.core import zoo
 from cnn_explorer.core.control import Cancelled, Control
 from cnn_explorer.core.data import DatasetError
@@ -60,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--image-size", type=int, default=None, help="input crop in pixels (default: the model's)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    add_model_settings(p)  # the same settings as finetune: the sweep trains what the run would
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=defaults.device)
     p.add_argument("--offline", action="store_true", help="never download pretrained weights")
@@ -79,6 +87,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         seed=args.seed,
         device=args.device,
         allow_download=not args.offline,
+        **model_settings(args),
     )
 
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
 
+from cnn_explorer.cli_train import ctrl_c_cancels, is_terminal
 from cnn_explorer.core import zoo
 from cnn_explorer.core.control import Cancelled, Control
 from cnn_explorer.core.data import DatasetError, ScanProgress, scan_dataset
@@ -70,40 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_probe)
 
 
-@contextmanager
-def _ctrl_c_cancels(control: Control) -> Iterator[None]:
-    """First Ctrl+C stops at the next batch; a second one aborts at once."""
-
-    def handler(signum, frame):
-        if control.cancelled:
-            raise KeyboardInterrupt
-        control.cancel()
-        tqdm.write("Stopping after this batch (Ctrl+C again to abort)…", file=sys.stderr)
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _is_terminal(stream: object) -> bool:
-    try:
-        return bool(stream.isatty())  # type: ignore[attr-defined]
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
 class _Progress:
     """Scan and probe progress: a tqdm bar on a terminal, a plain line every few seconds in a log."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
-        self.live = not quiet and _is_terminal(sys.stderr)
+        self.live = not quiet and is_terminal(sys.stderr)
         self.bar: tqdm | None = None
         self.phase = ""
         self.last_line = time.monotonic()
@@ -165,7 +135,7 @@ def run_probe(args: argparse.Namespace) -> int:
         zoo.get_info(args.model)
         resolve_device(args.device)
         out = prepare_output_dir(args.out)
-        with _ctrl_c_cancels(control):
+        with ctrl_c_cancels(control, "batch"):
             scan = scan_dataset(Path(args.data).expanduser(), seed=args.seed, control=control)
             progress.close()
             print(scan.summary())

@@ -15,7 +15,6 @@ epoch and a progress line at most every PLAIN_PROGRESS_EVERY_S seconds, without 
 from __future__ import annotations
 
 import argparse
-import math
 import signal
 import sys
 import time
@@ -48,7 +47,7 @@ from cnn_explorer.core.training import (
     predict_files,
     resume,
 )
-from cnn_explorer.core.transfer.progress import TrainingProgress, epoch_line, watch_line
+from cnn_explorer.core.transfer.progress import TrainingProgress, epoch_line, fmt_number, watch_line
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 PLAIN_PROGRESS_EVERY_S = 10.0  # without a terminal: a progress line at most this often
@@ -80,27 +79,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--top-blocks", type=int, default=defaults.top_blocks, help="blocks trained by fine-tune-top"
     )
-    p.add_argument(
-        "--layer",
-        metavar="NAME",
-        default="",
-        help="linear-probe: the layer whose pooled features the linear head reads (default: halfway up)",
-    )
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: chosen for the strategy)")
-    p.add_argument(
-        "--lr-mult",
-        type=float,
-        default=defaults.lr_mult,
-        help="fine-tune-top/-all: the earliest trained block learns at this factor of the head's rate "
-        f"(geometric in between; default {defaults.lr_mult:g}: one rate for all)",
-    )
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
-    p.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD momentum (default 0.9)")
-    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    p.add_argument(
-        "--dropout", type=float, default=defaults.dropout, help="dropout before the new head while training"
-    )
+    add_model_settings(p)
     p.add_argument(
         "--watch",
         metavar="IMAGE",
@@ -109,7 +91,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="watch it learn: print this image's top prediction (Grad-CAM computed) after every epoch",
     )
     p.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
-    p.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
     p.add_argument("--image-size", type=int, default=None, help="input crop in pixels (default: the model's)")
     p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     p.add_argument("--seed", type=int, default=defaults.seed)
@@ -118,7 +99,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-augment", action="store_true", help="no random crops/flips for training images")
     p.add_argument("--rotation", type=float, default=0.0, help="random rotation in degrees")
     p.add_argument("--color-jitter", type=float, default=0.0, help="random brightness/contrast/saturation")
-    p.add_argument("--no-cache", action="store_true", help="feature extractor: do not cache embeddings")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="feature-extractor / linear-probe: do not cache the frozen layers' output",
+    )
     p.add_argument("--thorough-scan", action="store_true", help="decode every image before training")
     p.add_argument("--offline", action="store_true", help="never download pretrained weights")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -142,6 +127,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run_predict)
 
 
+def add_model_settings(p: argparse.ArgumentParser) -> None:
+    """The settings that shape what trains and how (shared by ``finetune`` and ``lr-find``): the cut
+    layer, the LR factor of earlier blocks, momentum, weight decay, dropout and label smoothing."""
+    defaults = TrainConfig()
+    p.add_argument(
+        "--layer",
+        metavar="NAME",
+        default="",
+        help="linear-probe: the layer whose pooled features the linear head reads (default: halfway up)",
+    )
+    p.add_argument(
+        "--lr-mult",
+        type=float,
+        default=defaults.lr_mult,
+        help="fine-tune-top/-all: the earliest trained block learns at this factor of the head's rate "
+        f"(geometric in between; default {defaults.lr_mult:g}: one rate for all)",
+    )
+    p.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD momentum (default 0.9)")
+    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    p.add_argument(
+        "--dropout", type=float, default=defaults.dropout, help="dropout before the new head while training"
+    )
+    p.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+
+
+def model_settings(args: argparse.Namespace) -> dict:
+    """:func:`add_model_settings`' values as TrainConfig fields."""
+    return dict(
+        cut_layer=args.layer,
+        lr_mult=args.lr_mult,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        dropout=args.dropout,
+        label_smoothing=args.label_smoothing,
+    )
+
+
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     aug = Augmentation.none() if args.no_augment else Augmentation()
     aug.rotation, aug.color_jitter = args.rotation, args.color_jitter
@@ -150,18 +172,12 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         model=args.model,
         strategy=args.strategy,
         top_blocks=args.top_blocks,
-        cut_layer=args.layer,
         epochs=args.epochs if args.epochs is not None else TrainConfig().epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        lr_mult=args.lr_mult,
         optimizer=args.optimizer,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        dropout=args.dropout,
         watch_image=str(args.watch.expanduser().resolve()) if args.watch else "",
         schedule=args.schedule,
-        label_smoothing=args.label_smoothing,
         augmentation=aug,
         cache_embeddings=not args.no_cache,
         image_size=args.image_size,
@@ -170,18 +186,20 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         device=args.device,
         num_workers=args.workers,
         allow_download=not args.offline,
+        **model_settings(args),
     )
 
 
 @contextmanager
-def ctrl_c_cancels(control: Control) -> Iterator[None]:
-    """First Ctrl+C asks the run to stop at the next step (it saves a checkpoint); a second one aborts."""
+def ctrl_c_cancels(control: Control, unit: str = "step") -> Iterator[None]:
+    """First Ctrl+C asks the work to stop after the current ``unit`` (a run saves a checkpoint); a second
+    one aborts."""
 
     def handler(signum, frame):
         if control.cancelled:
             raise KeyboardInterrupt
         control.cancel()
-        tqdm.write("Stopping after this step (Ctrl+C again to abort)…", file=sys.stderr)
+        tqdm.write(f"Stopping after this {unit} (Ctrl+C again to abort)…", file=sys.stderr)
 
     try:
         previous = signal.signal(signal.SIGINT, handler)
@@ -192,10 +210,6 @@ def ctrl_c_cancels(control: Control) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _fmt(x: float, pattern: str = "{:.4f}") -> str:
-    return pattern.format(x) if math.isfinite(x) else "n/a"
 
 
 def run_finetune(args: argparse.Namespace) -> int:
@@ -356,7 +370,7 @@ def _write(line: str, bar: tqdm | None, stream) -> None:
 
 def _per_class_table(names: list[str], acc) -> str:
     width = max(len(n) for n in names)
-    rows = [f"  {n:<{width}}  {_fmt(float(a), '{:.1%}')}" for n, a in zip(names, acc, strict=True)]
+    rows = [f"  {n:<{width}}  {fmt_number(float(a), '{:.1%}')}" for n, a in zip(names, acc, strict=True)]
     return "Validation accuracy per class (best epoch):\n" + "\n".join(rows)
 
 

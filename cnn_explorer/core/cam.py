@@ -114,12 +114,12 @@ def grad_cam(
         lo, hi = float(up.min()), float(up.max())
         heat = (up - lo) / (hi - lo) if hi > lo else torch.zeros_like(up)
     return CamResult(
-        heat.float().numpy().copy(),
-        raw.detach().float().numpy().copy(),
+        heat.float().cpu().numpy().copy(),  # .cpu(): the model may be on a GPU (a run's "watch it learn")
+        raw.detach().float().cpu().numpy().copy(),
         layer,
         index,
         float(score.detach()),
-        weights.detach().float().numpy().copy(),
+        weights.detach().float().cpu().numpy().copy(),
     )
 
 

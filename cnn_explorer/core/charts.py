@@ -9,13 +9,15 @@ log axis) break a line rather than spoil the scale. The file is written to a tem
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
+
+from cnn_explorer.core.runs import write_bytes_atomic
 
 __all__ = ["line_chart_png", "nice_ticks"]
 
@@ -237,7 +239,9 @@ def line_chart_png(
     if marker is not None:
         _draw_marker(draw, (px(marker[0]), py(marker[1])), marker[2], (left, top, right, bottom), font)
 
-    _save_atomically(image, path)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    write_bytes_atomic(path, buf.getvalue())
     return path
 
 
@@ -292,22 +296,3 @@ def _draw_marker(
     tx = min(max(tx, left + 4), right - tw - 4)
     draw.rectangle([tx - 4, ty - 2, tx + tw + 4, ty + th + 6], fill="white", outline=_MARKER_COLOUR)
     draw.text((tx, ty), text, fill=_MARKER_COLOUR, font=font)
-
-
-def _save_atomically(image: Image.Image, path: Path) -> None:
-    """PNG into a new temporary file beside ``path`` (usual permissions, unlike mkstemp's 0600), renamed."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -212,7 +212,8 @@ def _new_temp(path: Path) -> tuple[int, Path]:
             continue
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``data`` to a temporary file beside ``path`` (usual permissions), synced, then renamed over it."""
     fd, tmp = _new_temp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -227,7 +228,7 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     """JSON to a temporary file in the same folder, then renamed over ``path``."""
-    _write_bytes_atomic(Path(path), json.dumps(data, indent=2, allow_nan=False).encode("utf-8"))
+    write_bytes_atomic(Path(path), json.dumps(data, indent=2, allow_nan=False).encode("utf-8"))
 
 
 def _write_text_atomic(path: Path, rows: Sequence[Sequence[Any]]) -> None:

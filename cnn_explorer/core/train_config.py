@@ -90,13 +90,6 @@ class TrainConfig:
     def effective_lr(self) -> float:
         return float(self.lr) if self.lr is not None else _DEFAULT_LR[self.optimizer][self.strategy]
 
-    @property
-    def uses_cache(self) -> bool:
-        """The embedding cache is on for a strategy that can use it."""
-        from cnn_explorer.core.transfer.strategies import strategy_class
-
-        return self.cache_embeddings and strategy_class(self.strategy).cacheable
-
     def validate(self) -> None:
         """ConfigError naming the first bad setting."""
         checks = [
@@ -124,6 +117,18 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"Invalid setting: {message}.")
+        if self.cut_layer:
+            from cnn_explorer.core.transfer.layers import skeleton_probe_layers
+
+            try:
+                layers = skeleton_probe_layers(self.model)
+            except zoo.ModelLoadError:
+                return  # an unknown model is reported by whoever loads it, with its own message
+            if self.cut_layer not in layers:
+                raise ConfigError(
+                    f"Invalid setting: {self.model} has no layer {self.cut_layer!r} to cut at; choose one "
+                    f"of: {', '.join(layers)}."
+                )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

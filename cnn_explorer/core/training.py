@@ -407,7 +407,8 @@ class _Trainer:
         s.bad_files = len(self.scan.bad_files) + len(self.skipped)
         s.device = str(self.device)
         s.weights = s.weights if self.state is not None else self.weights_detail
-        s.notices = [n.message for n in notices]
+        # a resumed run keeps what it said before, and adds what it says now
+        s.notices = list(dict.fromkeys([*s.notices, *(n.message for n in notices)]))
         self.run_dir.write_summary(s)
         return notices
 

@@ -94,8 +94,9 @@ class TrainingSetup:
             )
         try:
             prepared = strategy.prepare(loaded.model, len(self.class_names))
-        except ValueError as exc:  # a cut layer the model does not have
-            raise ConfigError(f"Invalid setting: {exc}.") from None
+        except (ValueError, RuntimeError) as exc:  # a cut layer the model lacks, or cannot be cut at
+            where = f" at layer {cfg.cut_layer!r}" if cfg.cut_layer else ""
+            raise ConfigError(f"Invalid setting: cannot cut {loaded.info.title}{where}: {exc}.") from None
         self.model = prepared.model
         if prepared.note:
             self.notices.append(prepared.note)

@@ -763,7 +763,9 @@ def embedding_split(model: nn.Module) -> tuple[Callable[[Tensor], Tensor], nn.Mo
         def stop(_module: nn.Module, args: tuple[Tensor, ...]) -> None:
             raise _StopForward(args[0])
 
-        handle = head.register_forward_pre_hook(stop)
+        # prepend: the head's own pre-hooks (dropout before a new head) act on the head's input in
+        # training, not on the embedding that is cached
+        handle = head.register_forward_pre_hook(stop, prepend=True)
         try:
             model(x)
         except _StopForward as caught:

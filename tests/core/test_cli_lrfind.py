@@ -78,3 +78,30 @@ def test_a_sweep_without_a_finite_loss_fails(monkeypatch, tiny_folder: Path, tmp
     assert run_cli(tiny_folder, *FAST, "--out", tmp_path / "o") == 1
     assert "error: no learning rate could be suggested" in capsys.readouterr().err
     assert (tmp_path / "o" / "lr_find.csv").is_file() and not (tmp_path / "o" / "lr_find.png").exists()
+
+
+def test_lr_find_sweeps_the_settings_a_run_would_use(tmp_path, monkeypatch, capsys):
+    """--layer, --lr-mult, --momentum, --weight-decay, --dropout and --label-smoothing reach the sweep."""
+    import argparse
+
+    from cnn_explorer import cli_lrfind
+    from cnn_explorer.core.data import write_animal_dataset
+
+    seen = []
+
+    def fake_lr_find(config, scan, **kwargs):
+        seen.append(config)
+        raise KeyboardInterrupt  # stop here: the settings are what is tested
+
+    monkeypatch.setattr(cli_lrfind, "lr_find", fake_lr_find)
+    data = write_animal_dataset(tmp_path / "d", per_class=6, classes=["cat", "bird"])
+    parser = argparse.ArgumentParser()
+    cli_lrfind.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["lr-find", str(data), "--strategy", "linear-probe", "--layer", "_blocks.3", "--momentum", "0.8",
+         "--weight-decay", "0.002", "--dropout", "0.2", "--label-smoothing", "0.1", "--offline", "--quiet"]
+    )  # fmt: skip
+    assert args.func(args) == 130
+    [config] = seen
+    assert (config.strategy, config.cut_layer, config.momentum) == ("linear-probe", "_blocks.3", 0.8)
+    assert (config.weight_decay, config.dropout, config.label_smoothing) == (0.002, 0.2, 0.1)

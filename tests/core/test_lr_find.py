@@ -145,6 +145,10 @@ class _FakeSetup:
     def __init__(self) -> None:
         self.epochs: list[int] = []
         self.step_fn = noisy_quadratic()
+        self.training = False
+
+    def set_train_mode(self) -> None:
+        self.training = True
 
     def train_batches(self, epoch: int):
         self.epochs.append(epoch)
@@ -154,6 +158,7 @@ class _FakeSetup:
 
     def step(self, batch: Batch, lr: float) -> float:
         assert batch.labels.numel() > 0
+        assert self.training  # the sweep trains as a run does
         return self.step_fn(lr)
 
 

@@ -59,21 +59,32 @@ def test_dropout_before_the_head_acts_only_while_training(tiny_folder: Path):
     scan = scan_dataset(tiny_folder)
     setup = prepare_training(quick(tiny_folder, dropout=0.5), scan)
     head = zoo.classifier_head(setup.model)
-    x = torch.ones(64, head.in_features)
+    x = torch.randn(16, head.in_features, generator=torch.Generator().manual_seed(0))
     head.train()
-    torch.manual_seed(0)
+    torch.manual_seed(1)
     with torch.no_grad():
         trained = head(x)
+    torch.manual_seed(1)
+    expected = F.linear(F.dropout(x, 0.5, training=True), head.weight, head.bias)
+    assert torch.equal(trained, expected)  # exactly dropout(p=0.5) on the head's input
     head.eval()
     with torch.no_grad():
-        evaluated = head(x)
-        no_input = head(torch.zeros_like(x))
-    assert not torch.allclose(trained, evaluated)
-    # with p = 0.5 about half the inputs are zeroed and the rest doubled: the mean output is unchanged
-    assert torch.allclose(
-        trained.mean(0), evaluated.mean(0), atol=0.5 * float((evaluated - no_input).abs().max())
-    )
+        assert torch.equal(head(x), F.linear(x, head.weight, head.bias))  # nothing in eval mode
     assert head.weight.shape[0] == 3  # the architecture (and its checkpoint names) are unchanged
+
+
+def test_the_embedding_cache_stores_features_without_dropout(tiny_folder: Path):
+    scan = scan_dataset(tiny_folder)
+    plain = prepare_training(quick(tiny_folder, augmentation=Augmentation.none()), scan)
+    dropped = prepare_training(quick(tiny_folder, dropout=0.5, augmentation=Augmentation.none()), scan)
+    assert plain.cached and dropped.cached
+    batch = next(iter(dropped.train_batches(0)))
+    for setup in (plain, dropped):
+        setup.set_train_mode()  # the head in training mode: its dropout is on
+        with torch.no_grad():
+            setup.logits(batch, "train")
+    rows = batch.indices
+    assert torch.equal(dropped.train_cache[rows], plain.train_cache[rows])  # no zeros from dropout
 
 
 def test_discriminative_learning_rates(tiny_folder: Path):
@@ -91,7 +102,8 @@ def test_discriminative_learning_rates(tiny_folder: Path):
     assert every == {id(p) for p in setup.model.parameters()}  # nothing left out, nothing twice
     assert sum(len(g["params"]) for g in groups) == len(every)
     flat = prepare_training(quick(tiny_folder, strategy="fine-tune-all"), scan)
-    assert {g["lr_scale"] for g in flat.optimizer.param_groups} == {1.0}
+    [group] = flat.optimizer.param_groups  # one rate for all: one group, in the model's order, as runs
+    assert group["params"] == list(flat.model.parameters())  # of earlier versions saved it
 
 
 def test_fine_tune_top_keeps_frozen_blocks_in_eval_mode(tiny_folder: Path):
@@ -156,3 +168,35 @@ def test_notices_are_kept_in_the_run_summary(tiny_folder: Path, tmp_path: Path):
     assert any("Cannot watch gone.png" in m for m in said)
     stored = json.loads((tmp_path / "run" / "summary.json").read_text())["notices"]
     assert stored == said == summary.notices
+
+
+def test_a_bad_cut_layer_is_refused_before_a_run_folder_is_made(tiny_folder: Path, tmp_path: Path):
+    with pytest.raises(ConfigError, match="no layer 'layer9'"):
+        run_to_end(fit(quick(tiny_folder, strategy="linear-probe", cut_layer="layer9"), tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_late_layers_that_need_a_large_input_can_be_cut():
+    model = zoo.build_model("inception_v3", pretrained=False).model
+    probe = LinearProbeModel(model, "Mixed_7c", 4).eval()
+    assert probe.fc.in_features == 2048
+    assert not any(k.startswith("_cut") for k in probe.state_dict())  # each weight once, under backbone.
+    with torch.no_grad():
+        assert probe(torch.zeros(1, 3, 299, 299)).shape == (1, 4)
+
+
+def test_compare_meets_a_linear_probes_frozen_layers_with_their_pretrained_twins():
+    import copy
+
+    from cnn_explorer.core.explorer.compare import weight_changes
+    from cnn_explorer.core.layers import layer_table
+
+    pretrained = zoo.build_model("efficientnet_lite0").model
+    probe = LinearProbeModel(copy.deepcopy(pretrained), "_blocks.5", 3)
+    changes = {c.layer: c for c in weight_changes(pretrained, probe, layer_table(pretrained, 64))}
+    assert changes["_conv_stem"].unchanged and changes["_blocks.5._project_conv"].unchanged
+    assert (
+        "cut away" in changes["_blocks.6._expand_conv"].note
+        and not changes["_blocks.6._expand_conv"].measured
+    )
+    assert "cut away" in changes["_fc"].note

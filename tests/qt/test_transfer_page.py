@@ -4,6 +4,7 @@ stay, and the confusion gallery's Grad-CAM pair."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,27 @@ def test_notices_stay_after_the_run(qtbot, page, shapes):
     idle(qtbot, page)
     text = page.banner_text()
     assert "Finished 1 epoch" in text and "only 4 backbone blocks" in text
+
+
+def test_a_probe_of_the_previous_dataset_never_lands_on_the_next(qtbot, page, shapes, tmp_path, monkeypatch):
+    from cnn_explorer.core.control import checkpoint
+    from cnn_explorer.qt.pages.finetune import transfer
+
+    other = write_animal_dataset(tmp_path / "other", per_class=8, classes=["cat", "horse"])
+    started = []
+
+    def slow_probe(scan, model, *, control=None, **kwargs):
+        started.append(scan.root)
+        while True:  # until cancelled: the user opens another folder meanwhile
+            checkpoint(control)
+            time.sleep(0.01)
+
+    monkeypatch.setattr(transfer, "probe_every_block", slow_probe)
+    page.set_dataset_folder(shapes)
+    idle(qtbot, page)
+    click(qtbot, page.guide_panel.probe_button)
+    qtbot.waitUntil(lambda: bool(started), timeout=IDLE_MS)
+    page.set_dataset_folder(other)
+    idle(qtbot, page)
+    assert page.session.scan.root == other and page.session.probe is None
+    assert page.guide_panel.probe_button.isEnabled()

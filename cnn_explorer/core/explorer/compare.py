@@ -215,8 +215,8 @@ def weight_changes(model_a: nn.Module, model_b: nn.Module, table: LayerTable) ->
     has other shapes (a new classifier head) or is missing, the change is NaN and ``note`` says why.
     ValueError when the table names a module ``model_a`` does not have.
     """
-    modules_a = dict(model_a.named_modules())
-    modules_b = dict(model_b.named_modules())
+    modules_a = _modules_by_name(model_a)
+    modules_b = _modules_by_name(model_b)
     heads = (_head_or_none(model_a), _head_or_none(model_b))
     changes: list[WeightChange] = []
     for row in table:
@@ -228,8 +228,30 @@ def weight_changes(model_a: nn.Module, model_b: nn.Module, table: LayerTable) ->
                 f"the layer table does not belong to model A: it has no module '{row.module_name}'"
             )
         if next(module_a.parameters(), None) is not None:
-            changes.append(_layer_change(row.name, module_a, modules_b.get(row.module_name), heads))
+            module_b = modules_b.get(row.module_name) or _cut_away(row.module_name, modules_b)
+            changes.append(_layer_change(row.name, module_a, module_b, heads))
     return changes
+
+
+def _modules_by_name(model: nn.Module) -> dict[str, nn.Module]:
+    """Named modules, a linear probe's also under the architecture's own names (without ``backbone.``),
+    so that its frozen layers meet their pretrained twins."""
+    from cnn_explorer.core.transfer.layers import LinearProbeModel
+
+    named = dict(model.named_modules())
+    if isinstance(model, LinearProbeModel):
+        named.update((name, m) for name, m in model.backbone.named_modules() if name)
+    return named
+
+
+def _cut_away(name: str, modules: dict[str, nn.Module]) -> nn.Module | None:
+    """The ``nn.Identity`` that replaced ``name``'s block in a linear probe, if one did."""
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        found = modules.get(".".join(parts[:i]))
+        if found is not None:
+            return found if isinstance(found, nn.Identity) else None
+    return None
 
 
 def _layer_change(
@@ -243,6 +265,8 @@ def _layer_change(
     if module_b is None:
         return WeightChange(layer, count, math.nan, f"no layer '{layer.split('#', 1)[0]}' in B")
     params_b = dict(module_b.named_parameters())
+    if isinstance(module_b, nn.Identity) and params_a:
+        return WeightChange(layer, count, math.nan, "cut away in B (after a linear probe's layer)")
     if params_b.keys() != params_a.keys():
         only_a, only_b = sorted(params_a.keys() - params_b.keys()), sorted(params_b.keys() - params_a.keys())
         parts = [f"only A has {', '.join(only_a)}"] if only_a else []

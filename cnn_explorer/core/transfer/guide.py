@@ -17,7 +17,7 @@ import functools
 from dataclasses import dataclass
 
 from cnn_explorer.core import zoo
-from cnn_explorer.core.transfer.layers import default_cut_layer
+from cnn_explorer.core.transfer.layers import halfway, skeleton_probe_layers
 from cnn_explorer.core.transfer.results import GuideCase, Recommendation
 
 # Below this many images a dataset counts as "small" in the guide (a few thousand is where fine-tuning
@@ -124,8 +124,8 @@ def recommend_strategy(
 
 @functools.lru_cache(maxsize=32)
 def _cut_layer_of(model_name: str) -> str:
-    # The cut layer depends on the architecture only, so random weights (cheap, offline) suffice.
-    return default_cut_layer(zoo.build_model(model_name, pretrained=False).model)
+    # The cut layer depends on the architecture only: its layers without weights suffice.
+    return halfway(skeleton_probe_layers(model_name))
 
 
 def recommend_for_model(n_images: int, similar_to_imagenet: bool, model_name: str) -> Recommendation:

@@ -62,7 +62,12 @@ def default_cut_layer(model: nn.Module) -> str:
     names = probe_layer_names(model)
     if not names:
         raise ValueError(f"{type(model).__name__} has no convolutional block to cut at")
-    return names[(len(names) - 1) // 2]
+    return halfway(names)
+
+
+def halfway(names: list[str]) -> str:
+    """The layer halfway up a list of probe points (input → output); "" for none."""
+    return names[(len(names) - 1) // 2] if names else ""
 
 
 def run_until(model: nn.Module, layer: nn.Module, x: Tensor) -> Tensor:
@@ -101,7 +106,7 @@ class LinearProbeModel(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.fc = nn.Linear(in_features, num_classes)
-        self._cut = cut
+        self.__dict__["_cut"] = cut  # a reference, not a second registration of the block (state dict)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.flatten(self.pool(run_until(self.backbone, self._cut, x))))
@@ -114,9 +119,18 @@ def _channels_at(model: nn.Module, layer: nn.Module) -> int:
 
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     c = first.in_channels if first is not None else 3
-    with torch.no_grad(), eval_mode(model):
-        out = run_until(model, layer, torch.zeros(1, c, 64, 64, device=_device(model)))
-    return int(out.shape[1])
+    error: RuntimeError | None = None
+    for side in _TRIAL_SIDES:  # late layers of some networks (Inception's Mixed_7c) need a large input
+        try:
+            with torch.no_grad(), eval_mode(model):
+                out = run_until(model, layer, torch.zeros(1, c, side, side, device=_device(model)))
+            return int(out.shape[1])
+        except RuntimeError as exc:
+            error = exc
+    raise ValueError(f"no input up to {_TRIAL_SIDES[-1]} px reaches this layer ({error})")
+
+
+_TRIAL_SIDES = (64, 128, 224, 299)
 
 
 def _device(model: nn.Module):

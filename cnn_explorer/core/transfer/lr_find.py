@@ -12,10 +12,8 @@ curve, :func:`lr_find` runs both on a real training setup (``core.training.prepa
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 
 from cnn_explorer.core.control import Control, checkpoint, report
 from cnn_explorer.core.data import Batch, DatasetError, DatasetScan
+from cnn_explorer.core.runs import write_bytes_atomic
 from cnn_explorer.core.training import ConfigError, TrainConfig, TrainingSetup, prepare_training
 from cnn_explorer.core.transfer.results import LRFindResult
 
@@ -245,8 +244,8 @@ def lr_find(
     """
     beta = smoothing_for(steps)
     check_sweep_settings(steps, start_lr, end_lr, beta)
-    config.validate()
-    setup = prepare_training(config, scan, control=control)
+    setup = prepare_training(config, scan, control=control)  # validates the config
+    setup.set_train_mode()  # as a run trains: BatchNorm on batch statistics, dropout on
     batches = _cycle_batches(setup, scan)
     try:
         lrs, losses, smoothed, stopped = lr_sweep(
@@ -272,18 +271,6 @@ def lr_find(
     )
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_lr_csv(result: LRFindResult, path: str | os.PathLike[str]) -> Path:
     """``lr,loss,smoothed``, one row per step (non-finite losses as ``nan`` / ``inf``)."""
     path = Path(path)
@@ -292,7 +279,7 @@ def write_lr_csv(result: LRFindResult, path: str | os.PathLike[str]) -> Path:
         f"{lr:.8g},{loss:.8g},{s:.8g}"
         for lr, loss, s in zip(result.lrs, result.losses, result.smoothed, strict=True)
     ]
-    _atomic_write_text(path, "\n".join(rows) + "\n")
+    write_bytes_atomic(path, ("\n".join(rows) + "\n").encode("utf-8"))
     return path
 
 

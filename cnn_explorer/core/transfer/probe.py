@@ -19,7 +19,6 @@ import csv
 import io
 import math
 import os
-import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from cnn_explorer.core import zoo
 from cnn_explorer.core.charts import line_chart_png
 from cnn_explorer.core.control import Control, checkpoint, report
 from cnn_explorer.core.data import DatasetError, DatasetScan, ImageSamples, collate_skipping_bad
+from cnn_explorer.core.runs import write_bytes_atomic
 from cnn_explorer.core.train_config import resolve_device
 from cnn_explorer.core.training_setup import run_preprocess
 from cnn_explorer.core.transfer.layers import probe_layers
@@ -308,7 +308,7 @@ def write_probe_csv(report: ProbeReport, path: str | os.PathLike[str]) -> Path:
     for r in report.rows:
         writer.writerow([r.layer, r.depth, _fmt(r.val_accuracy), r.channels, _fmt(r.train_accuracy)])
     path = Path(path)
-    _write_atomic(path, buf.getvalue().encode("utf-8"))
+    write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
     return path
 
 
@@ -344,22 +344,3 @@ def write_probe_png(report: ProbeReport, path: str | os.PathLike[str]) -> Path:
         marker=marker,
         x_ticks=ticks,
     )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise

@@ -21,7 +21,8 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def _fmt(x: float, pattern: str = "{:.4f}") -> str:
+def fmt_number(x: float, pattern: str = "{:.4f}") -> str:
+    """``x`` formatted, or "n/a" for NaN and infinities (an epoch without validation images)."""
     return pattern.format(x) if math.isfinite(x) else "n/a"
 
 
@@ -130,8 +131,8 @@ def epoch_line(ev: object) -> str:
     return " | ".join(
         [
             f"epoch {ev.epoch}/{ev.epochs}",
-            f"train loss {_fmt(ev.train_loss)} acc {_fmt(ev.train_acc, pct)}",
-            f"val loss {_fmt(ev.val_loss)} acc {_fmt(ev.val_acc, pct)}",
+            f"train loss {fmt_number(ev.train_loss)} acc {fmt_number(ev.train_acc, pct)}",
+            f"val loss {fmt_number(ev.val_loss)} acc {fmt_number(ev.val_acc, pct)}",
             f"lr {ev.lr:.3g}",
             f"{ev.images_per_s:.0f} img/s, {ev.seconds:.1f} s{'  *best' if ev.is_best else ''}",
         ]

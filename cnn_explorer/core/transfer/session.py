@@ -15,7 +15,7 @@ from cnn_explorer.core import zoo
 from cnn_explorer.core.data import DatasetScan
 from cnn_explorer.core.explorer.events import Event
 from cnn_explorer.core.transfer.guide import recommend_strategy
-from cnn_explorer.core.transfer.layers import skeleton_probe_layers
+from cnn_explorer.core.transfer.layers import halfway, skeleton_probe_layers
 from cnn_explorer.core.transfer.progress import TrainingProgress
 from cnn_explorer.core.transfer.results import LRFindResult, ProbeReport, Recommendation, SimilarityEstimate
 
@@ -63,8 +63,7 @@ class FineTuneSession:
         best = self.probe.best if self.probe is not None and self.probe.model == self.model else None
         if best is not None:
             return best.layer
-        names = self.cut_layers()
-        return names[(len(names) - 1) // 2] if names else ""
+        return halfway(self.cut_layers())
 
     def cut_layers(self) -> list[str]:
         """The layers the model can be cut at, input → output."""

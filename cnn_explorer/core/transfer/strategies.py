@@ -104,10 +104,16 @@ class Strategy:
         return set_mode
 
     def _groups(self, model: nn.Module, trained: list[nn.Module], head: nn.Module) -> list[dict]:
+        scales = self._block_scales(len(trained))
+        if all(scale == 1.0 for scale in scales):
+            # One rate for all: one group, in the model's parameter order (as runs of earlier versions
+            # saved their optimizer state, so they resume with their momentum)
+            return [
+                {"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0, "name": "all"}
+            ]
         head_params = [p for p in head.parameters() if p.requires_grad]
         groups = [{"params": head_params, "lr_scale": 1.0, "name": "head"}]
         seen = {id(p) for p in head_params}
-        scales = self._block_scales(len(trained))
         names = {id(m): n for n, m in model.named_modules()}
         for block, scale in zip(reversed(trained), reversed(scales), strict=True):
             params = [p for p in block.parameters() if p.requires_grad and id(p) not in seen]

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import QComboBox, QGroupBox, QLabel, QPushButton, QSpinBo
 from cnn_explorer.core import zoo
 from cnn_explorer.core.explorer.text import BadgeKind
 from cnn_explorer.core.train_config import STRATEGIES, STRATEGY_TITLES, TrainConfig
-from cnn_explorer.core.transfer.layers import skeleton_probe_layers
+from cnn_explorer.core.transfer.layers import halfway, skeleton_probe_layers
 from cnn_explorer.core.transfer.results import Recommendation
 from cnn_explorer.core.transfer.strategies import strategy_class
 from cnn_explorer.qt.style import BADGE_COLOURS, MUTED, SMALL_MUTED_STYLE
@@ -133,7 +133,9 @@ class TrainingSettingsForm(QWidget):
         for depth, layer in enumerate(layers, start=1):
             self.cut_layer_combo.addItem(f"{layer}  (depth {depth}/{len(layers)})", layer)
         index = self.cut_layer_combo.findData(previous)
-        self.cut_layer_combo.setCurrentIndex(index if index >= 0 else (len(layers) - 1) // 2)
+        self.cut_layer_combo.setCurrentIndex(
+            index if index >= 0 else self.cut_layer_combo.findData(halfway(layers))
+        )
         self.cut_layer_combo.blockSignals(False)
         self._update_weights_label()
         self.model_changed.emit(name)

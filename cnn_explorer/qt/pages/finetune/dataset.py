@@ -19,6 +19,7 @@ class DatasetBinding:
     def set_dataset_folder(self, path: str | Path) -> None:
         """Scan ``path`` in a worker and show what it holds."""
         folder = Path(path)
+        self.cancel_dataset_tools()  # a probe or LR sweep of the previous dataset would land on this one
         self._scan_folder = folder
         self._scan = None
         self.dataset_panel.show_checking(folder)

@@ -160,7 +160,7 @@ class TrainingBinding:
 
     def _on_run_started(self, ev: RunStarted) -> None:
         self.progress_bar.setRange(0, max(1, ev.total_steps))
-        self.progress_bar.setValue(ev.start_epoch * ev.steps_per_epoch + ev.start_step)
+        self.progress_bar.setValue(self.session.progress.steps_done)
         cached = " · embeddings cached after the first epoch" if ev.cached else ""
         self._set_banner(
             f"Training <b>{html.escape(zoo.get_info(ev.config.model).title)}</b> "
@@ -240,6 +240,8 @@ class TrainingBinding:
         known = (DatasetError, ConfigError, RunDirError, zoo.ModelLoadError)
         message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
         self._set_banner(f"<b>Training could not go on:</b> {html.escape(message)}", "error")
+        for notice in self.session.progress.notices:  # what it said before it failed stays readable
+            self._add_banner(html.escape(notice), "info")
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("Failed")

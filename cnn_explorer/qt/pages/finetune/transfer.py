@@ -36,13 +36,14 @@ def sample_dataset_folder() -> Path:
     return user_cache_dir() / "samples" / "animal_silhouettes"
 
 
-def sample_scan(root: Path, *, control=None):
-    """Write the bundled silhouettes to ``root`` unless they are there already, then scan them."""
+def sample_scan(root: Path, *, val_fraction: float, seed: int, control=None):
+    """Write the bundled silhouettes to ``root`` unless they are there already, then scan them (split
+    with the form's validation share and seed)."""
     marker = root / ".complete"
     if not marker.is_file():
         write_animal_dataset(root, per_class=SAMPLE_PER_CLASS)
         marker.write_text("written by CNN Explorer: the bundled animal silhouettes\n")
-    return scan_with_thumbnails(root, control=control)
+    return scan_with_thumbnails(root, val_fraction=val_fraction, seed=seed, control=control)
 
 
 def _watch_thumbnail(path: Path, *, control=None):
@@ -74,7 +75,7 @@ class TransferBinding:
         grid.estimate_requested.connect(self.estimate_similarity)
         self.guide_panel.probe_requested.connect(self.probe_blocks)
         self.guide_panel.chart.layer_chosen.connect(self.use_cut_layer)
-        self.form.model_changed.connect(self.session.set_model)
+        self.form.model_changed.connect(self._on_model_changed)
         self.form.cut_layer_changed.connect(self._on_form_cut_layer)
         self.lr_panel.find_requested.connect(self.find_lr)
         self.lr_panel.plot.lr_chosen.connect(self._use_lr)
@@ -84,6 +85,15 @@ class TransferBinding:
         self.dataset_panel.sample_requested.connect(self.open_sample_dataset)
         self._show_dataset_tools()
         self._show_recommendation()
+
+    def _on_model_changed(self, name: str) -> None:
+        self.cancel_dataset_tools()  # a probe or sweep of the previous model would land on this one
+        self.session.set_model(name)
+
+    def cancel_dataset_tools(self) -> None:
+        """Stop a probe or LR sweep under way: the dataset or the model it was asked for changes."""
+        self._probe_runner.cancel()
+        self._lr_runner.cancel()
 
     @property
     def _transfer_runners(self) -> tuple[LatestRunner, ...]:
@@ -95,13 +105,16 @@ class TransferBinding:
         """The bundled animal silhouettes as a dataset (written once into the app's cache folder), with
         a small input size so that a first run takes seconds."""
         folder = sample_dataset_folder()
+        self.cancel_dataset_tools()
         self._scan_folder = folder
         self._scan = None
         self.dataset_panel.show_checking(folder)
         self.dataset_view.show_scanning(folder)
         self._update_buttons()
         self.form.choose_size(SAMPLE_IMAGE_SIZE)
-        self._start_scan(sample_scan, folder)
+        self._start_scan(
+            sample_scan, folder, val_fraction=self.form.val_spin.value(), seed=self.form.seed_spin.value()
+        )
         self.status_message.emit(
             f"Sample dataset: the bundled animal silhouettes, input {SAMPLE_IMAGE_SIZE} px"
         )
@@ -174,6 +187,7 @@ class TransferBinding:
             on_events=self._on_probe_events,
             on_result=self._on_probe_result,
             on_failed=self._on_probe_failed,
+            on_cancelled=self._on_probe_cancelled,
             name="probe every block",
         )
 
@@ -187,6 +201,10 @@ class TransferBinding:
     def _on_probe_result(self, report) -> None:
         self.guide_panel.set_probe_enabled(self.session.scan is not None)
         self.session.set_probe(report)
+
+    def _on_probe_cancelled(self) -> None:
+        self.guide_panel.set_probe_enabled(self.session.scan is not None)
+        self._show_probe()
 
     def _on_probe_failed(self, exc: BaseException) -> None:
         self.guide_panel.set_probe_enabled(self.session.scan is not None)
@@ -252,6 +270,7 @@ class TransferBinding:
             on_events=self._on_lr_events,
             on_result=self._on_lr_result,
             on_failed=self._on_lr_failed,
+            on_cancelled=self._on_lr_cancelled,
             name="LR finder",
         )
 
@@ -263,6 +282,12 @@ class TransferBinding:
     def _on_lr_result(self, result) -> None:
         self.lr_panel.find_button.setEnabled(self.session.scan is not None)
         self.session.set_lr_result(result)
+
+    def _on_lr_cancelled(self) -> None:
+        self.lr_panel.find_button.setEnabled(self.session.scan is not None)
+        self._show_lr()
+        if self.session.lr_result is None:
+            self.lr_panel.status.setText("The sweep was stopped: the dataset or the model changed.")
 
     def _on_lr_failed(self, exc: BaseException) -> None:
         self.lr_panel.find_button.setEnabled(self.session.scan is not None)
