@@ -200,3 +200,13 @@ def test_compare_meets_a_linear_probes_frozen_layers_with_their_pretrained_twins
         and not changes["_blocks.6._expand_conv"].measured
     )
     assert "cut away" in changes["_fc"].note
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_watch_it_learn_on_a_gpu(tiny_folder: Path, tmp_path: Path):
+    image = sorted((tiny_folder / "bird").glob("*.png"))[0]
+    config = quick(tiny_folder, epochs=1, device="cuda", dropout=0.2, watch_image=str(image))
+    events, summary = run_to_end(fit(config, tmp_path / "run"))
+    assert summary.status == "finished" and summary.device.startswith("cuda")
+    [frame] = [e for e in events if isinstance(e, WatchFrame)]
+    assert frame.true_class == "bird" and frame.heatmap.dtype == np.float32
