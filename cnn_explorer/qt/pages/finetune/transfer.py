@@ -161,16 +161,23 @@ class TransferBinding:
         self.form.set_recommendation(rec, self._similarity_text())
         self.guide_panel.grid.set_placement(s.n_images, s.similar, rec)
 
+    def _dataset_and_settings(self):
+        """(the scan, the form's settings for it), or (scan, None) when there is no dataset, the page has
+        shut down, or a setting is bad (said on the banner)."""
+        scan = self.session.scan
+        if scan is None or self._shut_down:
+            return scan, None
+        try:
+            return scan, self.form.config(str(scan.root))
+        except ConfigError as exc:
+            self._set_banner(html.escape(str(exc)), "error")
+            return scan, None
+
     # -- probing every block ------------------------------------------------------------------------
     @Slot()
     def probe_blocks(self) -> None:
-        scan = self.session.scan
-        if scan is None or self._shut_down:
-            return
-        try:
-            config = self.form.config(str(scan.root))
-        except ConfigError as exc:
-            self._set_banner(html.escape(str(exc)), "error")
+        scan, config = self._dataset_and_settings()
+        if config is None:
             return
         self.guide_panel.chart.busy("Reading every block's features: one pass over the images…")
         self.guide_panel.set_probe_enabled(False)
@@ -249,13 +256,8 @@ class TransferBinding:
     # -- the LR finder ---------------------------------------------------------------------------
     @Slot()
     def find_lr(self) -> None:
-        scan = self.session.scan
-        if scan is None or self._shut_down:
-            return
-        try:
-            config = self.form.config(str(scan.root))
-        except ConfigError as exc:
-            self._set_banner(html.escape(str(exc)), "error")
+        scan, config = self._dataset_and_settings()
+        if config is None:
             return
         steps = self.lr_panel.steps_spin.value()
         self.lr_panel.plot.clear()
