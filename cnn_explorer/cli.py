@@ -48,6 +48,7 @@ _HEAVY_COMMANDS = (
     "recommend",
     "probe",
     "lr-find",
+    "architectures",
 )
 
 
@@ -80,6 +81,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     if _needs_heavy_commands(sys.argv[1:] if argv is None else argv):
         from cnn_explorer import (
+            cli_architectures,
             cli_compare,
             cli_explore,
             cli_guide,
@@ -96,6 +98,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         cli_guide.register(sub)
         cli_lrfind.register(sub)
         cli_probe.register(sub)
+        cli_architectures.register(sub)
     return parser
 
 

@@ -38,6 +38,7 @@ def test_all_commands_are_there_when_asked_for(argv):
         "recommend",
         "probe",
         "lr-find",
+        "architectures",
     }
 
 
