@@ -622,17 +622,26 @@ def make_transform(preprocess: Any, augmentation: Augmentation | None = None) ->
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(list(preprocess.mean), list(preprocess.std)),
     ]
-    return _AugmentedTransform(v2.Compose(steps), bool(preprocess.grayscale))
+    digit = bool(getattr(preprocess, "digit", False))
+    return _AugmentedTransform(v2.Compose(steps), bool(preprocess.grayscale), digit)
 
 
 class _AugmentedTransform:
-    """A class rather than a closure so DataLoader worker processes can pickle it (spawn on macOS/Windows)."""
+    """A class rather than a closure so DataLoader worker processes can pickle it (spawn on macOS/Windows).
 
-    def __init__(self, pipeline: v2.Compose, grayscale: bool) -> None:
+    ``digit``: the picture is first centred and scaled as the digits model was trained
+    (``core.digits.digit_to_input``), then augmented."""
+
+    def __init__(self, pipeline: v2.Compose, grayscale: bool, digit: bool = False) -> None:
         self.pipeline = pipeline
         self.grayscale = grayscale
+        self.digit = digit
 
     def __call__(self, pixels: np.ndarray) -> torch.Tensor:
+        if self.digit:
+            from cnn_explorer.core.digits import digit_to_input
+
+            pixels = (digit_to_input(pixels) * 255).round().astype(np.uint8)
         if self.grayscale and pixels.ndim == 3:
             pixels = np.asarray(Image.fromarray(pixels).convert("L"))
         # writable: torch refuses to wrap Pillow's read-only buffers without a warning

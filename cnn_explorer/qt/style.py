@@ -17,7 +17,12 @@ BADGE_COLOURS = {
     BadgeKind.YOURS: ("#1f4f99", "#e2ebfa"),
     BadgeKind.PRETRAINED: ("#1d6b2c", "#e0f2e4"),
 }
-PICKER_DOTS = {"ImageNet weights": "#2e9a48", "downloads weights": "#e0a020", "untrained": "#c8372d"}
+PICKER_DOTS = {
+    "ImageNet weights": "#2e9a48",
+    "trained weights": "#2e9a48",
+    "downloads weights": "#e0a020",
+    "untrained": "#c8372d",
+}
 FILE_DOT = "#2f6fd0"
 
 NOTICE_STYLE = (

@@ -208,7 +208,9 @@ def test_a_zoo_name_gives_its_pretrained_or_untrained_model():
     assert lite.kind is SpecKind.ZOO and lite.loaded.weights == "package"
     assert lite.titled("A") == "A: EfficientNet-Lite0 (pretrained)"
     lenet = resolve_spec("lenet5", allow_download=False, trust_code=False)
-    assert lenet.label == "LeNet-5 (untrained)" and not lenet.loaded.trained
+    assert lenet.label == "LeNet-5 (pretrained)" and lenet.loaded.trained  # shipped, trained on digits
+    squeeze = resolve_spec("squeezenet1_1", allow_download=False, trust_code=False)
+    assert squeeze.label == "SqueezeNet 1.1 (untrained)" and not squeeze.loaded.trained
 
 
 def test_a_run_folder_and_pretrained_its_start(feature_run: Path):
@@ -231,11 +233,18 @@ def test_pretrained_needs_a_run_folder_on_the_other_side(tmp_path: Path, feature
 
 def test_pretrained_says_when_the_start_was_random(tiny_folder: Path, tmp_path: Path):
     run = tmp_path / "lenet-run"
-    config = TrainConfig(data=str(tiny_folder), model="lenet5", epochs=1, batch_size=8, allow_download=False)
+    config = TrainConfig(
+        data=str(tiny_folder),
+        model="lenet5",
+        strategy="scratch",
+        epochs=1,
+        batch_size=8,
+        allow_download=False,
+    )
     run_to_end(fit(config, run))
     start = resolve_spec("pretrained", partner=str(run), allow_download=False, trust_code=False)
-    assert start.label == "LeNet-5 (untrained)"
-    assert len(start.notes) == 1 and "another random model" in start.notes[0]
+    assert start.label == "LeNet-5 (pretrained)"  # the shipped digits model, but the run did not start there
+    assert len(start.notes) == 1 and "trained from scratch" in start.notes[0]
 
 
 def test_weights_files_of_every_kind(tmp_path: Path, feature_run: Path, lenet: zoo.LoadedModel):
@@ -295,3 +304,14 @@ def test_grayscale_and_rgb_models_and_a_fine_tuned_head_can_be_compared(
     assert lenet.preprocess.channels == 1 and lite0.preprocess.channels == 3
     assert can_compare(lenet, lite0) is None  # each side preprocesses the image for itself
     assert can_compare(lite0, load_run_model(feature_run)) is None
+
+
+def test_pretrained_of_a_model_without_weights_here_says_it_is_another_random_model(tmp_path: Path):
+    import json
+
+    run = tmp_path / "squeeze-run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": "squeezenet1_1", "strategy": "fine-tune-all"}))
+    start = resolve_spec("pretrained", partner=str(run), allow_download=False, trust_code=False)
+    assert start.label == "SqueezeNet 1.1 (untrained)"
+    assert len(start.notes) == 1 and "another random model" in start.notes[0]

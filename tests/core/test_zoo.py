@@ -254,10 +254,12 @@ def test_user_cache_dir_follows_the_environment(monkeypatch, tmp_path):
         assert zoo.user_cache_dir() == tmp_path / "xdg" / "cnn-explorer"
 
 
-def test_lenet5_is_untrained_unless_a_file_is_given(tmp_path):
+def test_lenet5_ships_trained_on_digits_and_random_when_asked(tmp_path):
     loaded = zoo.load_model("lenet5")
-    assert loaded.weights == "untrained" and "no pretrained weights" in loaded.weights_detail
-    assert loaded.categories == [str(d) for d in range(10)]
+    assert loaded.weights == "package" and "held-out test digits" in loaded.weights_detail
+    assert loaded.categories == [str(d) for d in range(10)] and loaded.preprocess.digit
+    fresh = zoo.build_model("lenet5", pretrained=False)  # what "scratch" trains
+    assert fresh.weights == "untrained" and not fresh.preprocess.digit
 
 
 # --- downloading through a real HTTP server -------------------------------------------------------------

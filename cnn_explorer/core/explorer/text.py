@@ -82,23 +82,26 @@ def weights_badge(loaded: zoo.LoadedModel) -> Badge:
         return Badge(BadgeKind.UNTRAINED, "UNTRAINED", detail)
     if loaded.weights is zoo.WeightsSource.FILE:
         return Badge(BadgeKind.YOURS, "your weights", detail)
-    return Badge(BadgeKind.PRETRAINED, "ImageNet weights", detail)
+    text = "ImageNet weights" if loaded.num_classes == 1000 else "trained weights"  # LeNet-5: digits
+    return Badge(BadgeKind.PRETRAINED, text, detail)
 
 
 class PickerStatus(Enum):
     """What the model picker says of a zoo entry before it is opened (from ``zoo.weights_status``)."""
 
     PRETRAINED = "ImageNet weights"
+    TRAINED = "trained weights"  # pretrained, on something other than ImageNet (LeNet-5 on digits)
     DOWNLOADS = "downloads weights"
     UNTRAINED = "untrained"
 
 
-def picker_status(kind: str) -> PickerStatus:
-    return {
-        "cache": PickerStatus.PRETRAINED,
-        "package": PickerStatus.PRETRAINED,
-        "download": PickerStatus.DOWNLOADS,
-    }.get(kind, PickerStatus.UNTRAINED)
+def picker_status(kind: str, imagenet: bool = True) -> PickerStatus:
+    """``kind`` from ``zoo.weights_status``; ``imagenet``: the weights are ImageNet's
+    (``zoo.imagenet_classes``)."""
+    trained = PickerStatus.PRETRAINED if imagenet else PickerStatus.TRAINED
+    return {"cache": trained, "package": trained, "download": PickerStatus.DOWNLOADS}.get(
+        kind, PickerStatus.UNTRAINED
+    )
 
 
 def loaded_message(loaded: zoo.LoadedModel, exploration: Exploration | None) -> str:

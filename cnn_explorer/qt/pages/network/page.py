@@ -180,7 +180,12 @@ class NetworkPage(ModelBinding, Drawing, Page):
             kind, detail = zoo.weights_status(info.name)
             tip = f"{info.summary}\n{detail}" if info.summary else detail
             for bar in (self.bar_a, self.bar_b):
-                bar.add_zoo_entry(f"zoo:{info.name}", info.title, text.picker_status(kind), tip)
+                bar.add_zoo_entry(
+                    f"zoo:{info.name}",
+                    info.title,
+                    text.picker_status(kind, zoo.imagenet_classes(info.name)),
+                    tip,
+                )
         self.bar_a.select(f"zoo:{zoo.DEFAULT_MODEL}")
 
     # -- page API ---------------------------------------------------------------------------------
