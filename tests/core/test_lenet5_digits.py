@@ -145,3 +145,25 @@ def test_models_lists_lenet5_as_trained(capsys):
     assert _cli(["models"]) == 0
     line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("lenet5"))
     assert " package " in line and " untrained " not in line and "UCI" in line
+
+
+def test_augmented_fine_tuning_sees_digits_as_the_model_was_trained():
+    """The augmented training transform centres and scales a digit first, as the plain one does."""
+    from cnn_explorer.core.data import Augmentation, make_transform
+    from cnn_explorer.core.digits import digit_to_input
+
+    pixels = np.full((200, 160), 255, np.uint8)
+    pixels[40:160, 70:90] = 0  # a dark "1" on white paper
+    plain = zoo.LENET5_DIGITS_PREPROCESS(pixels)
+    augmented = make_transform(zoo.LENET5_DIGITS_PREPROCESS, Augmentation.none())(pixels)
+    assert torch.equal(augmented, plain)  # no augmentation: the model's own preprocessing
+    still = Augmentation(random_resized_crop=False, flip=False)
+    still.rotation = 0.001  # "on", but it moves nothing: the output must be the digit's input
+    out = make_transform(zoo.LENET5_DIGITS_PREPROCESS, still)(pixels)
+    assert out.shape == plain.shape
+    expected = torch.from_numpy(np.round(digit_to_input(pixels) * 255) / 255).float()
+    assert torch.allclose(
+        out[0],
+        (expected - zoo.LENET5_DIGITS_PREPROCESS.mean[0]) / zoo.LENET5_DIGITS_PREPROCESS.std[0],
+        atol=0.05,
+    )
