@@ -13,10 +13,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+from cnn_explorer.cli_train import EXIT_BAD_INPUT, EXIT_OK
 from cnn_explorer.core.architectures import ArchitectureFacts, all_architecture_facts
 from cnn_explorer.core.runs import write_json_atomic
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
 JSON_FORMAT = "cnn-explorer-architectures/1"
 IDEAS_WIDTH = 108  # characters per line of the key ideas under each row
 

@@ -12,13 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from cnn_explorer.cli_train import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from cnn_explorer.core import zoo
 from cnn_explorer.core.control import Cancelled, Control
 from cnn_explorer.core.data import DatasetError, scan_dataset
 from cnn_explorer.core.transfer.guide import GUIDE_GRID, recommend_for_model
 from cnn_explorer.core.transfer.similarity import SimilarityError, estimate_similarity
-
-EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -16,6 +16,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cnn_explorer.cli_train import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
     PLAIN_PROGRESS_EVERY_S,
     add_model_settings,
     ctrl_c_cancels,
@@ -36,7 +40,6 @@ from cnn_explorer.core.transfer.lr_find import (
     write_lr_png,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 CSV_NAME, PNG_NAME = "lr_find.csv", "lr_find.png"
 _INPUT_ERRORS = (DatasetError, ConfigError, OutputDirError, zoo.ModelLoadError)
 

@@ -17,7 +17,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cnn_explorer.cli_train import ctrl_c_cancels, is_terminal
+from cnn_explorer.cli_train import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    PLAIN_PROGRESS_EVERY_S,
+    ctrl_c_cancels,
+    is_terminal,
+)
 from cnn_explorer.core import zoo
 from cnn_explorer.core.control import Cancelled, Control
 from cnn_explorer.core.data import DatasetError, ScanProgress, scan_dataset
@@ -32,8 +40,6 @@ from cnn_explorer.core.transfer.probe import (
 )
 from cnn_explorer.core.transfer.results import ProbeReport
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-PLAIN_PROGRESS_EVERY_S = 10.0  # without a terminal: a progress line at most this often
 _INPUT_ERRORS = (DatasetError, ConfigError, ProbeError, OutputDirError, zoo.ModelLoadError)
 CSV_NAME, PNG_NAME = "probes.csv", "probes.png"
 _TITLES = {

@@ -185,9 +185,7 @@ class TrainingSetup:
         every image has been embedded, else loaded (and augmented) from the files."""
         plan = self.plan(epoch)[start:]
         if self.cached and bool((self.train_cached | self.train_bad).all()):
-            for idx in plan:
-                keep = torch.tensor([i for i in idx if not self.train_bad[i]], dtype=torch.long)
-                yield Batch(images=torch.empty(0), labels=self.train_labels[keep], indices=keep, failures=[])
+            yield from _from_cache(plan, self.train_labels, self.train_bad)
             return
         yield from DataLoader(
             self.train_set,
@@ -200,9 +198,7 @@ class TrainingSetup:
         n = self.n_val
         plan = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
         if self.cached and bool((self.val_cached | self.val_bad).all()):
-            for idx in plan:
-                keep = torch.tensor([i for i in idx if not self.val_bad[i]], dtype=torch.long)
-                yield Batch(torch.empty(0), self.val_labels[keep], keep, [])
+            yield from _from_cache(plan, self.val_labels, self.val_bad)
             return
         yield from DataLoader(
             self.val_set,
@@ -263,6 +259,13 @@ class TrainingSetup:
                 self.val_cache = cache
         cache[indices.to(cache.device)] = features.detach()
         flags[indices] = True
+
+
+def _from_cache(plan: list[list[int]], labels: torch.Tensor, bad: torch.Tensor) -> Iterator[Batch]:
+    """Batches without images (the cache holds their features) of the readable images of ``plan``."""
+    for idx in plan:
+        keep = torch.tensor([i for i in idx if not bad[i]], dtype=torch.long)
+        yield Batch(images=torch.empty(0), labels=labels[keep], indices=keep, failures=[])
 
 
 def prepare_training(

@@ -766,6 +766,14 @@ def classifier_head(model: nn.Module) -> nn.Module:
     return _head_location(model)[2]
 
 
+def set_child(parent: nn.Module, attr: str, module: nn.Module) -> None:
+    """Put ``module`` where ``parent``'s child ``attr`` was (an index of a Sequential or ModuleList)."""
+    if isinstance(parent, (nn.Sequential, nn.ModuleList)) and attr.isdigit():
+        parent[int(attr)] = module
+    else:
+        setattr(parent, attr, module)
+
+
 def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     """Swap the classifier for a freshly initialised one with ``num_classes`` outputs; returns it."""
     parent, attr, old = _head_location(model)
@@ -776,10 +784,7 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
         assert isinstance(old, nn.Conv2d)
         new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride, old.padding)
     new = new.to(device)
-    if isinstance(parent, (nn.Sequential, nn.ModuleList)) and attr.isdigit():
-        parent[int(attr)] = new
-    else:
-        setattr(parent, attr, new)
+    set_child(parent, attr, new)
     if hasattr(model, "num_classes"):
         model.num_classes = num_classes
     return new

@@ -147,7 +147,4 @@ def _prune_after(model: nn.Module, cut: nn.Module) -> None:
     for parent in list(model.modules()):
         for attr, child in list(parent.named_children()):
             if id(child) in doomed:
-                if isinstance(parent, (nn.Sequential, nn.ModuleList)) and attr.isdigit():
-                    parent[int(attr)] = nn.Identity()
-                else:
-                    setattr(parent, attr, nn.Identity())
+                zoo.set_child(parent, attr, nn.Identity())

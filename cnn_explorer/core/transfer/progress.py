@@ -8,6 +8,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from cnn_explorer.core.training import (
+    EpochEnd,
+    FileSkipped,
+    Finished,
+    Notice,
+    PriorLogs,
+    RunStarted,
+    StepEnd,
+    ValidationStep,
+)
 from cnn_explorer.core.transfer.results import WatchFrame
 
 
@@ -41,17 +51,6 @@ class TrainingProgress:
     finished: object | None = None  # Finished
 
     def update(self, ev: object) -> None:
-        from cnn_explorer.core.training import (
-            EpochEnd,
-            FileSkipped,
-            Finished,
-            Notice,
-            PriorLogs,
-            RunStarted,
-            StepEnd,
-            ValidationStep,
-        )
-
         if isinstance(ev, StepEnd):
             self.last_step, self.validating = ev, None
         elif isinstance(ev, ValidationStep):
