@@ -4,8 +4,9 @@ receptive field, found by running the model once with forward hooks.
 Which modules are rows ("steps") is decided once, in :func:`step_modules`, so the layer table, the
 activation capture (``features.py``) and Grad-CAM (``cam.py``) name the same things the same way:
 
-* **layers**: convolutions, linear layers, normalisations, activations, pooling, padding, flatten, and
-  any other module without children, except pass-throughs (Identity, Dropout, StochasticDepth);
+* **layers**: convolutions, linear layers, normalisations, activations, pooling, padding, flatten,
+  dropout (a row of its own, marked inactive at inference: the course teaches it, so it stays visible)
+  and any other module without children, except pass-throughs (Identity, StochasticDepth);
 * **blocks**: modules with children that are not plain containers (ResNet's BasicBlock, an Inception
   module, an MBConv block ...); their row is the block's output.
 
@@ -49,7 +50,8 @@ __all__ = [
 
 Pair = tuple[int, int]
 
-_PASS_THROUGH: tuple[type[nn.Module], ...] = (nn.Identity, nn.modules.dropout._DropoutNd)
+_PASS_THROUGH: tuple[type[nn.Module], ...] = (nn.Identity,)
+_DROPOUT = nn.modules.dropout._DropoutNd
 try:  # torchvision's stochastic depth is the identity in eval mode
     from torchvision.ops import StochasticDepth
 
@@ -81,8 +83,10 @@ _LAYER_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 
-# Element-wise layers whose eval-mode output can be recomputed from their input alone.
+# Element-wise layers whose eval-mode output can be recomputed from their input alone (dropout: it is
+# the identity at inference).
 ELEMENTWISE_TYPES: tuple[type[nn.Module], ...] = (
+    _DROPOUT,
     nn.modules.batchnorm._BatchNorm,
     nn.ReLU,
     nn.ReLU6,
@@ -178,6 +182,9 @@ class LayerRow:
     # statistics, an activation) or the very same tensor (a block ending in its last layer), with nothing
     # changing it in place in between. The activation capture stores such rows as recipes, not copies.
     derived_from: str | None = None
+    # Non-empty for a layer that does nothing at inference (its output is its input), saying what it does
+    # in training: dropout's "zeroes each value with probability 0.5 in training".
+    inactive: str = ""
 
     @property
     def module_name(self) -> str:
@@ -555,6 +562,7 @@ class _Tracer:
                 rf_start=state.start if state else None,
                 call=n,
                 derived_from=derived,
+                inactive=_training_only(module),
             )
         )
 
@@ -564,6 +572,16 @@ class _Tracer:
             handles.append(module.register_forward_pre_hook(self.pre_hook))
             handles.append(module.register_forward_hook(self.hook))
         return handles
+
+
+def _training_only(module: nn.Module) -> str:
+    """What a layer that is the identity at inference does in training; "" for every other layer."""
+    if not isinstance(module, _DROPOUT):
+        return ""
+    p = float(module.p)
+    what = "channels" if isinstance(module, (nn.Dropout2d, nn.Dropout3d)) else "values"
+    keep = f", scaling the rest by {1 / (1 - p):.3g}" if 0 < p < 1 else ""
+    return f"in training it zeroes each of its {what} with probability {p:g}{keep}"
 
 
 _INPUT_RF = _RF((1.0, 1.0), (1.0, 1.0), (0.0, 0.0))  # one pixel, centres at 0, 1, 2 ...

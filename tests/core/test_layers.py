@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -180,3 +181,32 @@ def test_csv_has_a_row_per_step(tmp_path, lenet_table):
     assert len(lines) == 1 + len(lenet_table) and text.splitlines() == lines
     assert lines[1].split(",")[:4] == ["c1", "Conv2d", "layer", "5"]
     assert lines[1].endswith(",156,117600,5,1")
+
+
+def test_dropout_layers_are_rows_marked_inactive_at_inference():
+    """The course teaches dropout (AlexNet's, VGG's): its layers stay visible, said to do nothing now."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Dropout2d(0.25), nn.Flatten(), nn.Dropout(0.5), nn.Linear(144, 2)
+    ).eval()
+    table = layer_table(model, 8)
+    rows = {r.name: r for r in table}
+    assert table.names() == ["0", "1", "2", "3", "4", "5"]
+    assert (
+        rows["2"].inactive
+        == "in training it zeroes each of its channels with probability 0.25, scaling the rest by 1.33"
+    )
+    assert rows["4"].inactive.startswith("in training it zeroes each of its values with probability 0.5")
+    assert not any(rows[n].inactive for n in ("0", "1", "3", "5"))
+    assert rows["2"].derived_from == "1"  # the identity of the ReLU's output: stored as a recipe
+    from cnn_explorer.core.features import capture_activations
+
+    x = torch.rand(3, 8, 8)
+    capture = capture_activations(model, x, table=table)
+    assert np.array_equal(capture["2"].data, capture["1"].data)
+    assert np.array_equal(capture["4"].data, capture["3"].data)
+
+
+def test_zoo_dropouts_are_listed():
+    names = layer_table(zoo.skeleton("alexnet"), 224).names()
+    assert [n for n in names if n.startswith("classifier.")] == [f"classifier.{i}" for i in range(7)]

@@ -118,6 +118,8 @@ class LayerDetails(QWidget):
         rows: list[tuple[str, str]] = []
         kind = f"block of {children} layers" if row.kind == "block" and children else row.kind
         rows.append(("Type", f"{row.type} ({kind})"))
+        if row.inactive:
+            rows.append(("At inference", f"inactive: passes its input through unchanged; {row.inactive}"))
         if row.geometry_text():
             rows.append(("Window", row.geometry_text()))
         rows.append(("Shape", f"{shape_text(row.in_shape)} → {shape_text(row.out_shape)}"))

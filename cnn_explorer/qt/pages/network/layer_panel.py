@@ -4,6 +4,7 @@ and a button for the whole layer table."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -77,25 +78,32 @@ class LayerPanel(QWidget):
         self._items: dict[str, QTreeWidgetItem] = {}
         self._count = 0
 
+        self._shown: list[tuple] = []  # what the tree lists: (name, output shape, too large)
         self.tree.currentItemChanged.connect(self._on_item)
         self.prev_button.clicked.connect(lambda: self.step_clicked.emit(-1))
         self.next_button.clicked.connect(lambda: self.step_clicked.emit(1))
         self.table_button.clicked.connect(self.table_clicked)
 
     def set_rows(self, rows: list[LayerRow], too_large: set[str]) -> None:
+        shown = [(r.name, r.out_shape, r.name in too_large) for r in rows]
+        if rows and shown == self._shown:
+            return  # the same layers (the same model on another picture): keep the tree as it is
+        self._shown = shown
         self.tree.blockSignals(True)
         self.tree.clear()
         self._items = {}
         self._count = len(rows)
         for i, row in enumerate(rows):
             short = row.name[len(row.parent) + 1 :] if row.parent else row.name
-            item = QTreeWidgetItem(
-                [short + (" ⚠" if row.name in too_large else ""), shape_text(row.out_shape)]
-            )
+            mark = " ⚠" if row.name in too_large else " (inactive)" if row.inactive else ""
+            item = QTreeWidgetItem([short + mark, shape_text(row.out_shape)])
             item.setData(0, Qt.ItemDataRole.UserRole, i)
             tip = f"{row.name} — {row.type}"
             if row.name in too_large:
                 tip += "\nToo large to keep in memory: shape only"
+            if row.inactive:
+                tip += f"\nInactive at inference: passes its input through unchanged; {row.inactive}"
+                item.setForeground(0, QColor(style.FAINT))
             item.setToolTip(0, tip)
             item.setToolTip(1, f"output {shape_text(row.out_shape)}")
             if row.kind == "block":
