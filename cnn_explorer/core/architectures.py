@@ -84,6 +84,9 @@ class ArchitectureFacts:
     differs: tuple[str, ...]  # how the zoo's build differs from the paper
     signature_block: str | None  # qualified module name of the block that shows the key idea
     signature_type: str | None  # its class name, "BasicBlock"
+    # Further blocks worth drawing, as (qualified module name, what it shows): MobileNet V2's first block is
+    # a plain depthwise-separable pair (MobileNet V1's idea), ResNet-18's layer2.0 a projection shortcut.
+    extra_blocks: tuple[tuple[str, str], ...] = ()
 
     @property
     def other_params(self) -> int:
@@ -98,6 +101,7 @@ class ArchitectureFacts:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["key_ideas"], d["differs"] = list(self.key_ideas), list(self.differs)
+        d["extra_blocks"] = [{"block": b, "shows": shows} for b, shows in self.extra_blocks]
         d["other_params"], d["fc_share"] = self.other_params, round(self.fc_share, 6)
         return d
 
@@ -419,6 +423,29 @@ def _signature_rule(name: str) -> Rule | None:
     return None  # LeNet-5, AlexNet, VGG: plain stacks, no block to point at
 
 
+_EXTRA_BLOCKS: dict[str, tuple[tuple[str, str], ...]] = {
+    "mobilenet_v2": (
+        (
+            "features.1",
+            "a depthwise-separable pair, MobileNet V1's block: a 3×3 depthwise convolution (one filter per "
+            "channel), then a 1×1 pointwise one that mixes the channels",
+        ),
+    ),
+    "resnet18": (
+        (
+            "layer2.0",
+            "a residual block that halves the map and doubles the channels: the shortcut becomes a 1×1 "
+            "stride-2 projection",
+        ),
+    ),
+}
+
+
+def _extra_blocks(name: str, model: nn.Module) -> tuple[tuple[str, str], ...]:
+    modules = dict(model.named_modules())
+    return tuple((block, shows) for block, shows in _EXTRA_BLOCKS.get(name, ()) if block in modules)
+
+
 def _find_signature(name: str, model: nn.Module) -> tuple[str, str] | None:
     rule = _signature_rule(name)
     if rule is None:
@@ -548,6 +575,7 @@ def architecture_facts(name: str) -> ArchitectureFacts:
         differs=paper.differs,
         signature_block=found[0] if found else None,
         signature_type=found[1] if found else None,
+        extra_blocks=_extra_blocks(name, model),
     )
 
 

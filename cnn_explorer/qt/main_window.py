@@ -39,10 +39,11 @@ STATUS_TIMEOUT_MS = 8000
 
 def _build_pages(parent: QWidget) -> list[Page]:
     from cnn_explorer.qt.pages.finetune import FineTunePage
+    from cnn_explorer.qt.pages.gallery import GalleryPage
     from cnn_explorer.qt.pages.network import NetworkPage
     from cnn_explorer.qt.pages.ops_lab import OpsLabPage
 
-    return [OpsLabPage(parent), NetworkPage(parent), FineTunePage(parent)]
+    return [OpsLabPage(parent), NetworkPage(parent), GalleryPage(parent), FineTunePage(parent)]
 
 
 class MainWindow(QMainWindow):
@@ -147,17 +148,25 @@ class MainWindow(QMainWindow):
         return next(p for p in self.pages if type(p).__name__ == cls_name)
 
     def _connect_pages(self) -> None:
-        """Fine-tune's "Open in explorer" opens the checkpoint in the Network explorer."""
-        source = next((p for p in self.pages if hasattr(p, "open_in_explorer")), None)
-        target = next((p for p in self.pages if hasattr(p, "open_model_file")), None)
-        if source is None or target is None:
+        """Fine-tune's "Open in explorer" opens the checkpoint in the Network explorer; the gallery's opens a
+        zoo model there, at a block's layer."""
+        by_name = {type(p).__name__: p for p in self.pages}
+        explorer = by_name.get("NetworkPage")
+        if explorer is None:
             return
 
-        def open_in_explorer(checkpoint: str, image: str) -> None:
-            self.show_page(self.pages.index(target))
-            target.open_model_file(checkpoint, image or None)
+        def open_checkpoint(checkpoint: str, image: str) -> None:
+            self.show_page(self.pages.index(explorer))
+            explorer.open_model_file(checkpoint, image or None)
 
-        source.open_in_explorer.connect(open_in_explorer)
+        def open_zoo_model(name: str, layer: str) -> None:
+            self.show_page(self.pages.index(explorer))
+            explorer.open_zoo_model(name, layer or None)
+
+        if "FineTunePage" in by_name:
+            by_name["FineTunePage"].open_in_explorer.connect(open_checkpoint)
+        if "GalleryPage" in by_name:
+            by_name["GalleryPage"].open_in_explorer.connect(open_zoo_model)
 
     # -- images -----------------------------------------------------------------------------------
     @Slot()

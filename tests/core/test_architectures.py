@@ -176,3 +176,22 @@ def test_to_dict_is_plain_json():
 def test_unknown_model():
     with pytest.raises(ModelLoadError):
         architecture_facts("no_such_net")
+
+
+def test_extra_blocks_are_what_they_say():
+    """MobileNet V2's features.1 is the depthwise-separable pair (no expansion, no shortcut); ResNet-18's
+    layer2.0 has the projection shortcut. Both are rows the explorer can jump to."""
+    from cnn_explorer.core.layers import layer_table
+
+    ((block, shows),) = architecture_facts("mobilenet_v2").extra_blocks
+    module = dict(zoo.skeleton("mobilenet_v2").named_modules())[block]
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 2 and not module.use_res_connect
+    assert convs[0].groups == convs[0].in_channels and convs[0].kernel_size == (3, 3)
+    assert convs[1].kernel_size == (1, 1) and convs[1].groups == 1
+    assert "depthwise-separable" in shows
+    ((block, _),) = architecture_facts("resnet18").extra_blocks
+    resnet = zoo.skeleton("resnet18")
+    assert dict(resnet.named_modules())[block].downsample is not None
+    assert block in layer_table(resnet, 224).names()
+    assert architecture_facts("vgg16").extra_blocks == ()

@@ -135,3 +135,35 @@ def test_an_edited_picture_is_another_picture(tmp_path):
     for t in threads:
         t.join(timeout=120)
     assert errors == []
+
+
+def test_a_model_chosen_at_a_layer_opens_there(runs):
+    """The gallery's "Open in explorer" at a signature block: the cursor lands on that block's row once the
+    model is in, whatever layer was shown before; a later plain choice keeps the usual rule."""
+    session, _ = _session(runs)
+    _, results = runs
+    session.select_layer("c3")
+    source, run = results["resnet18"]
+    session.choose_source(Side.A, source, layer="layer2.0")
+    assert session.cursor.layer == "c3"  # not in yet
+    session.set_result(Side.A, source, run.loaded, None)  # loaded, no picture: the wish is kept
+    session.set_result(Side.A, source, run.loaded, run.exploration)
+    assert session.cursor.layer == "layer2.0"
+    session.choose_source(Side.A, source, layer="layer1.0")  # already shown: it moves at once
+    assert session.cursor.layer == "layer1.0"
+    lenet_source, lenet_run = results["lenet5"]
+    session.choose_source(Side.A, lenet_source, layer="no such layer")
+    session.set_result(Side.A, lenet_source, lenet_run.loaded, lenet_run.exploration)
+    assert session.cursor.layer == "c1"  # an unknown wish falls back to the first row
+
+
+def test_a_new_picture_for_the_same_model_reuses_its_layer_table(runs):
+    """Drawing a digit runs LeNet-5 on picture after picture: the table is measured once."""
+    cat, results = runs
+    source, run = results["lenet5"]
+    table = run.exploration.table
+    again = run_model(source, run.loaded, np.ascontiguousarray(cat.pixels[::2, ::2]), table=table)
+    assert again.exploration.table is table
+    assert not np.array_equal(again.exploration.pixels, run.exploration.pixels)
+    fresh = run_model(source, None, cat.pixels, table=table, allow_download=False)  # a model loaded anew
+    assert fresh.exploration.table is not table and fresh.exploration.table.names() == table.names()

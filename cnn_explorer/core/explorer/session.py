@@ -97,6 +97,7 @@ class ExplorerSession:
         self.options = ViewOptions()
         self.cam = CamRequest()
         self._pairing: LayerPairing | None = None
+        self._wanted_layer: str | None = None  # where the cursor goes once side A's next model is in
 
     # -- sides ------------------------------------------------------------------------------------
     def side(self, side: Side) -> SideState | None:
@@ -134,15 +135,23 @@ class ExplorerSession:
         return True
 
     # -- models -----------------------------------------------------------------------------------
-    def choose_source(self, side: Side, source: ModelSource, *, reload: bool = False) -> None:
+    def choose_source(
+        self, side: Side, source: ModelSource, *, reload: bool = False, layer: str | None = None
+    ) -> None:
         """The user picked a model for ``side``; the page loads it and calls :meth:`set_result`.
 
         ``reload``: open it afresh even if it is shown (a file may have changed; its consent must be
-        asked again, since a remembered "yes" belongs to the old bytes)."""
+        asked again, since a remembered "yes" belongs to the old bytes). ``layer``: a row of side A's new
+        model to put the cursor on (the gallery's "Open in explorer" at a signature block)."""
         state = self.sides[side]
         if state is None:
             state = self.sides[side] = SideState()
+        if side is Side.A:
+            self._wanted_layer = layer
         if not reload and state.source is not None and state.source.key == source.key and state.ready:
+            if side is Side.A and layer is not None and layer in self.layer_names():
+                self._wanted_layer = None
+                self.select_layer(layer)
             return
         state.source = source
         self.events.source.emit(side)
@@ -180,6 +189,8 @@ class ExplorerSession:
 
     def revert_choice(self, side: Side) -> None:
         """Loading the chosen model failed or was stopped: the choice goes back to what is shown."""
+        if side is Side.A:
+            self._wanted_layer = None
         state = self.sides[side]
         if state is not None:
             state.source = state.shown
@@ -188,6 +199,10 @@ class ExplorerSession:
         rows = self.a.rows
         names = [r.name for r in rows]
         cur = self.cursor
+        if names:  # (a model without a picture yet keeps the wish for its first result)
+            wanted, self._wanted_layer = self._wanted_layer, None
+            if wanted in names:
+                cur = Cursor(wanted)
         layer = cur.layer if cur.layer in names else (names[0] if names else None)
         channel = cur.channel if layer == cur.layer else None
         act = self.activation(Side.A, layer) if layer else None

@@ -81,7 +81,12 @@ class ModelBinding:
             for b in (self.bar_a, self.bar_b):
                 b.add_file_entry(source.key, label, str(source.path))
         else:
-            status = text.PickerStatus.UNTRAINED if not loaded.trained else text.PickerStatus.PRETRAINED
+            if not loaded.trained:
+                status = text.PickerStatus.UNTRAINED
+            elif zoo.imagenet_classes(loaded.info.name):
+                status = text.PickerStatus.PRETRAINED
+            else:  # LeNet-5's digits
+                status = text.PickerStatus.TRAINED
             bar.set_entry(source.key, loaded.info.title, status, loaded.weights_detail)
         bar.select(source.key)
         bar.show_badge(text.weights_badge(loaded))

@@ -19,12 +19,12 @@ from cnn_explorer.core.cam import CamResult
 from cnn_explorer.core.explorer import text
 from cnn_explorer.core.explorer.session import ExplorerSession, Side
 from cnn_explorer.core.explorer.tasks import ModelSource
-from cnn_explorer.core.images import LoadedImage
 from cnn_explorer.core.trust import CodeTrust
 from cnn_explorer.qt import style
 from cnn_explorer.qt.pages.base import Page, ScrollContent
 from cnn_explorer.qt.pages.network.centre import CentrePanel
 from cnn_explorer.qt.pages.network.compare_panel import ComparePanel
+from cnn_explorer.qt.pages.network.digit_input import DigitInput
 from cnn_explorer.qt.pages.network.drawing import Drawing
 from cnn_explorer.qt.pages.network.layer_panel import LayerPanel
 from cnn_explorer.qt.pages.network.model_bar import ModelBar
@@ -39,7 +39,7 @@ _STEP_KEYS = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_PageUp: -10, Qt.
 _CHANNEL_KEYS = {Qt.Key.Key_Left: -1, Qt.Key.Key_Right: 1}
 
 
-class NetworkPage(ModelBinding, Drawing, Page):
+class NetworkPage(ModelBinding, Drawing, DigitInput, Page):
     title = "Network explorer"
     view_ready = Signal(str)  # the current layer's view (grid, statistics, channel) is on screen; its name
 
@@ -74,6 +74,7 @@ class NetworkPage(ModelBinding, Drawing, Page):
         ev.unit.connect(self._draw_channels)
         ev.cam.connect(self._request_cams)
         ev.options.connect(self._on_options)
+        ev.model.connect(self._update_digit_pad)
         self._fill_pickers()
         self.session.choose_source(Side.A, ModelSource.zoo(zoo.DEFAULT_MODEL))
         self._show_nothing("Open an image to run the network on it.")
@@ -93,6 +94,11 @@ class NetworkPage(ModelBinding, Drawing, Page):
         self.notice_label.setStyleSheet(style.NOTICE_STYLE)
         self.notice_label.setVisible(False)
         self.layer_panel = LayerPanel()
+        left = QWidget()
+        left_column = QVBoxLayout(left)
+        left_column.setContentsMargins(0, 0, 0, 0)
+        left_column.addWidget(self.layer_panel, 1)
+        left_column.addWidget(self._build_digit_pad())
         self.centre_a = CentrePanel()
         self.centre_b = CentrePanel(with_options=False, title=f"<span style='color:{style.SIDE_B}'>B</span>")
         self.centre_b.setVisible(False)
@@ -102,7 +108,7 @@ class NetworkPage(ModelBinding, Drawing, Page):
         self.side_panel.extra.addWidget(self.compare_panel)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setChildrenCollapsible(False)
-        for i, w in enumerate((self.layer_panel, self.centre_a, self.centre_b, self.side_panel)):
+        for i, w in enumerate((left, self.centre_a, self.centre_b, self.side_panel)):
             self.splitter.addWidget(w)
             self.splitter.setStretchFactor(i, 1 if w in (self.centre_a, self.centre_b) else 0)
         self.splitter.setSizes([265, 615, 0, 360])
@@ -189,11 +195,6 @@ class NetworkPage(ModelBinding, Drawing, Page):
         self.bar_a.select(f"zoo:{zoo.DEFAULT_MODEL}")
 
     # -- page API ---------------------------------------------------------------------------------
-    def set_image(self, loaded: LoadedImage) -> None:
-        if self.session.set_image(loaded) or not self.session.a.ready:
-            for side in self.session.active_sides():
-                self._run(side)
-
     def is_busy(self) -> bool:
         return any(sv.busy for sv in self.sides.values()) or self.weights_runner.busy
 
@@ -227,6 +228,11 @@ class NetworkPage(ModelBinding, Drawing, Page):
             self.session.open_compare(source, reload=True)
         else:
             self.session.choose_source(side, source, reload=True)
+
+    def open_zoo_model(self, name: str, layer: str | None = None) -> None:
+        """Show zoo model ``name`` as side A, at ``layer`` (a row name) once it is in: the gallery's jump."""
+        self.notice_label.setVisible(False)
+        self.session.choose_source(Side.A, ModelSource.zoo(name), layer=layer or None)
 
     def compare_with(self, source: ModelSource) -> None:
         self.session.open_compare(source)
