@@ -79,7 +79,12 @@ def screenshot(
     if errors:
         window.close()
         raise RuntimeError(errors[0])
-    names = {"OpsLabPage": "ops", "NetworkPage": "network", "FineTunePage": "finetune"}
+    names = {
+        "OpsLabPage": "ops",
+        "NetworkPage": "network",
+        "GalleryPage": "gallery",
+        "FineTunePage": "finetune",
+    }
     written = []
     for index, page in enumerate(window.pages):
         window.show_page(index)
@@ -97,6 +102,7 @@ def screenshot(
         written += _lab_screenshots(window, lab, outdir, size)
     network = next((p for p in window.pages if type(p).__name__ == "NetworkPage"), None)
     if network is not None:
+        written.append(_draw_screenshot(window, network, outdir / "lenet-draw.png"))
         written.append(_compare_screenshot(window, network, outdir / "compare.png"))
     window.close()
     app.processEvents()
@@ -127,6 +133,21 @@ def _lab_screenshots(window: QWidget, lab: QWidget, outdir: Path, size: tuple[in
     window.resize(*size)
     wait_until(lambda: not window.is_busy(), 300)
     return written
+
+
+def _draw_screenshot(window: QWidget, network: QWidget, path: Path) -> Path:
+    """The explorer with LeNet-5 reading a digit drawn (in code) on its canvas."""
+    window.show_page(window.pages.index(network))
+    step = 0
+    while network.prepare_draw_screenshot(step):
+        wait_until(lambda: not window.is_busy(), 300)
+        wait_until(lambda: False, 0.1)  # the canvas's emit and the model event's follow-ups
+        wait_until(lambda: not window.is_busy(), 300)
+        step += 1
+    wait_until(lambda: False, 0.2)
+    if not window.grab().save(str(path)):
+        raise RuntimeError(f"could not write {path}")
+    return path
 
 
 def _compare_screenshot(window: QWidget, network: QWidget, path: Path) -> Path:

@@ -101,7 +101,7 @@ def test_lite0_loads_first_finds_the_cat_and_shows_grad_cam(page, qtbot, cat):
     names = [name for name, _ in page.predictions.rows()]
     assert len(names) == 5 and CAT_CLASSES & set(names[:5])
     assert page.input_view.data.shape == (224, 224, 3)
-    assert page.layer_tree.topLevelItemCount() > 10 and "149 steps" in page.layer_summary.text()
+    assert page.layer_tree.topLevelItemCount() > 10 and "150 steps" in page.layer_summary.text()
 
     # Grad-CAM for the top class at the last spatial layer, drawn over the picture.
     plain = page.input_view.data.copy()

@@ -24,6 +24,7 @@ from cnn_explorer.core.control import Control, checkpoint, report
 from cnn_explorer.core.features import MAX_LAYER_BYTES, Exploration, LayerStats, LayerView, explore
 from cnn_explorer.core.features import prepare_layer_view as _prepare_layer_view
 from cnn_explorer.core.images import LoadedImage, open_image
+from cnn_explorer.core.layers import LayerTable
 
 __all__ = [
     "ModelRun",
@@ -110,14 +111,19 @@ def run_model(
     *,
     allow_download: bool = True,
     max_layer_bytes: int = MAX_LAYER_BYTES,
+    table: LayerTable | None = None,
     control: Control | None = None,
 ) -> ModelRun:
-    """(Open the image,) load the model unless given, run it capturing every layer."""
+    """(Open the image,) load the model unless given, run it capturing every layer.
+
+    ``table``: the layer table of an earlier run of this very model (``loaded``), reused when the input
+    size is the same: a new picture for the same model (a digit being drawn) skips measuring it again."""
     image = None
     if image_path is not None:
         report(control, Stage(f"Opening {image_path.name}…"))
         image = open_image(image_path)
         pixels = image.pixels
+    given = loaded
     if loaded is None:
         report(control, Stage(f"Loading {source.label}…"))
         loaded = source.load(allow_download=allow_download, control=control)
@@ -126,7 +132,13 @@ def run_model(
         checkpoint(control)
         report(control, Stage(f"Running {loaded.info.title} on the image…"))
         with model_in_use(loaded.model, control):
-            exploration = explore(loaded, pixels, max_layer_bytes=max_layer_bytes, control=control)
+            exploration = explore(
+                loaded,
+                pixels,
+                table=table if given is not None else None,
+                max_layer_bytes=max_layer_bytes,
+                control=control,
+            )
     return ModelRun(source, loaded, exploration, image)
 
 

@@ -142,15 +142,20 @@ class SideView(QObject):
         key = ("model", source.key, None if pixels is None else self.session.image_key, source.trusted_sha256)
         self._downloading = False
         self.bar.set_busy(True, f"Loading {source.label}…")
+        loaded = self.caches.models.get(source.key) if image_path is None else None
+        state = self.state
+        shown = state is not None and state.shown is not None and state.shown.key == source.key
+        table = state.exploration.table if shown and state.exploration is not None else None
         self.models.request(
             key,
             run_model,
             source,
-            self.caches.models.get(source.key) if image_path is None else None,
+            loaded,
             pixels,
             image_path,
             allow_download=allow_download,
             max_layer_bytes=self.max_layer_bytes,
+            table=table if loaded is not None and loaded is state.loaded else None,
             on_result=self._on_model,
             on_failed=lambda exc: self.model_failed.emit(source, exc),
             on_events=self._on_events,
