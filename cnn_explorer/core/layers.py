@@ -43,7 +43,9 @@ __all__ = [
     "ELEMENTWISE_TYPES",
     "LayerRow",
     "LayerTable",
+    "call_on_meta",
     "eval_mode",
+    "input_channels",
     "layer_table",
     "step_modules",
 ]
@@ -602,13 +604,18 @@ def _macs(module: nn.Module, inputs: list[Tensor], out: Tensor) -> int:
     return 0
 
 
-def _input_channels(model: nn.Module) -> int:
+def input_channels(model: nn.Module) -> int:
+    """The channels ``model`` expects in its input: its first convolution's ``in_channels``; 3 (an RGB image)
+    when a linear layer comes first or there is no convolution."""
     for m in model.modules():
         if isinstance(m, _CONV):
             return int(m.in_channels)
         if isinstance(m, nn.Linear):
             return 3
     return 3
+
+
+_input_channels = input_channels
 
 
 def layer_table(
@@ -664,9 +671,15 @@ def _run_traced(
         return tracer
 
 
+def call_on_meta(module: nn.Module, *args: Any) -> Any:
+    """``module(*args)`` with every parameter and buffer swapped for a meta twin: shapes only, no arithmetic
+    (``args`` are meta tensors too)."""
+    tensors = {n: torch.empty_like(t, device="meta") for n, t in _named_tensors(module)}
+    return torch.func.functional_call(module, tensors, args, strict=False)
+
+
 def _forward_on_meta(model: nn.Module, x: Tensor) -> None:
-    tensors = {n: torch.empty_like(t, device="meta") for n, t in _named_tensors(model)}
-    torch.func.functional_call(model, tensors, (x,), strict=False)
+    call_on_meta(model, x)
 
 
 def _named_tensors(model: nn.Module) -> Iterable[tuple[str, Tensor]]:

@@ -119,6 +119,7 @@ class Drawing:
             return
         centre = self.sides[side].centre
         view = prepared.view
+        drawn = False
         if view is None:
             act = self.session.activation(side, row.name)
             centre.clear(text.not_captured_text(row, act, self.sides[side].max_layer_bytes))
@@ -130,15 +131,18 @@ class Drawing:
             if view is not None:
                 if self.stats_view.stats is not view.stats:
                     self.stats_view.set_stats(view.stats)
+                before = self.session.cursor.channel
                 if self.session.cursor.channel is None and self._telling_wanted:
                     self._telling_wanted = False
                     if view.spatial:
                         self.session.select_channel(_telling_channel(view.values))
                 if self.session.cursor.channel is None:
                     self.session.select_channel(int(view.grid.order[0]), self.session.cursor.unit)
+                drawn = self.session.cursor.channel != before  # its channel event drew the channels
             else:
                 self.stats_view.clear("Not captured (too large to keep)." if prepared.view is None else "")
-        self._draw_channels()
+        if not drawn:
+            self._draw_channels()
         if side is Side.A and view is not None:
             self.view_ready.emit(view.name)
 

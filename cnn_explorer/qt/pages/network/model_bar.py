@@ -3,7 +3,7 @@ model's weights badge and line, "Open model file…", "Compare with…", and pro
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -79,6 +79,10 @@ class ModelBar(QWidget):
         busy_row.addWidget(self.stage_label, 1)
         busy_row.addWidget(self.progress)
         busy_row.addWidget(self.cancel_button)
+        self._show_busy = QTimer(self)
+        self._show_busy.setSingleShot(True)
+        self._show_busy.timeout.connect(self._show_pending_busy)
+        self._pending_text = ""
         self.status_stack = QStackedWidget()
         self.status_stack.addWidget(self.weights_label)
         self.status_stack.addWidget(busy)
@@ -160,13 +164,23 @@ class ModelBar(QWidget):
         self.weights_label.setText(badge.detail)
         self.weights_label.setToolTip(badge.detail)
 
-    def set_busy(self, busy: bool, text: str = "") -> None:
+    def set_busy(self, busy: bool, text: str = "", *, delay_ms: int = 0) -> None:
+        """Show (or hide) the progress row. ``delay_ms``: show it only if still busy by then, so a job that
+        is over in a blink (the same model on the next reading of a drawn digit) does not flash it."""
+        self._show_busy.stop()
+        if busy and delay_ms > 0 and self.status_stack.currentIndex() == 0:
+            self._pending_text = text
+            self._show_busy.start(delay_ms)
+            return
         self.status_stack.setCurrentIndex(1 if busy else 0)
         if busy:
             if text:
                 self.stage_label.setText(text)
             if self.progress.maximum() != 0:
                 self.progress.setRange(0, 0)
+
+    def _show_pending_busy(self) -> None:
+        self.set_busy(True, self._pending_text)
 
     def show_stage(self, text: str) -> None:
         self.stage_label.setText(text)

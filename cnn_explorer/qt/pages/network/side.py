@@ -35,6 +35,7 @@ from cnn_explorer.qt.pages.network.centre import CentrePanel
 from cnn_explorer.qt.pages.network.model_bar import ModelBar
 from cnn_explorer.qt.workers import LatestRunner
 
+QUICK_RUN_MS = 300  # a kept model on a new picture: the progress row shows only after this long
 MODELS_KEPT = 3  # loaded models kept in memory (VGG-16 alone is half a gigabyte)
 RESULTS_BYTES = 768 << 20  # captured activations kept across (model, image) pairs
 CAMS_KEPT = 48
@@ -141,8 +142,11 @@ class SideView(QObject):
         pixels = None if image_path is not None or image is None else image.pixels
         key = ("model", source.key, None if pixels is None else self.session.image_key, source.trusted_sha256)
         self._downloading = False
-        self.bar.set_busy(True, f"Loading {source.label}…")
         loaded = self.caches.models.get(source.key) if image_path is None else None
+        if loaded is None:
+            self.bar.set_busy(True, f"Loading {source.label}…")
+        else:  # only runs it: quick, say so only if it is not
+            self.bar.set_busy(True, f"Running {source.label}…", delay_ms=QUICK_RUN_MS)
         state = self.state
         shown = state is not None and state.shown is not None and state.shown.key == source.key
         table = state.exploration.table if shown and state.exploration is not None else None
@@ -179,7 +183,7 @@ class SideView(QObject):
                 self.bar.show_download(event.done_bytes, event.total_bytes)
 
     def _on_busy(self, busy: bool) -> None:
-        self.bar.set_busy(busy)
+        self.bar.set_busy(busy, delay_ms=QUICK_RUN_MS)  # (what run() showed at once stays shown)
         self.busy_changed.emit()
 
     # -- the layer view ---------------------------------------------------------------------------
