@@ -24,7 +24,8 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from cnn_explorer.core.architectures import ACCURACY_WEIGHTS, ArchitectureFacts
 from cnn_explorer.core.explorer.text import short_number
-from cnn_explorer.qt.style import FAINT, MUTED, SIDE_B, SMALL_MUTED_STYLE, TITLE_STYLE
+from cnn_explorer.qt.style import FAINT, MUTED, SIDE_B, TITLE_STYLE
+from cnn_explorer.qt.widgets.plots import caption_label, static_plot
 
 EMPTY_HINT = "The architectures' accuracy and cost appear here."
 MIN_MARKER_PX = 9  # small enough to show "small", big enough to hit
@@ -172,13 +173,8 @@ class ArchScatter(QWidget):
 
         self.title_label = QLabel("Accuracy against cost")
         self.title_label.setStyleSheet(TITLE_STYLE)
-        self.plot_widget = pg.PlotWidget()
-        self.plot_widget.setBackground("w")
-        self.plot_widget.setMinimumHeight(240)
-        plot = self.plot = self.plot_widget.getPlotItem()
-        plot.setMenuEnabled(False)
-        plot.setMouseEnabled(x=False, y=False)
-        plot.hideButtons()
+        self.plot_widget, plot = static_plot(240)
+        self.plot = plot
         plot.showGrid(x=True, y=True, alpha=0.12)
         plot.setLabel("bottom", "multiply-adds per image (log scale)")
         plot.setLabel("left", "ImageNet top-1", units="%")
@@ -196,10 +192,7 @@ class ArchScatter(QWidget):
         self.empty_text = pg.TextItem(EMPTY_HINT, color=FAINT, anchor=(0.5, 0.5))
         plot.addItem(self.empty_text, ignoreBounds=True)
 
-        self.caption_label = QLabel()
-        self.caption_label.setWordWrap(True)
-        self.caption_label.setStyleSheet(SMALL_MUTED_STYLE)
-        self.caption_label.setTextFormat(Qt.TextFormat.RichText)
+        self.caption_label = caption_label()
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

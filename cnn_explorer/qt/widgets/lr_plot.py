@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from cnn_explorer.core.transfer.results import LRFindResult
 from cnn_explorer.qt.style import ACCENT, FAINT, MUTED, SIDE_A, SIDE_B, SMALL_MUTED_STYLE, TITLE_STYLE
+from cnn_explorer.qt.widgets.plots import static_plot
 from cnn_explorer.qt.widgets.training_plots import smooth
 
 REDRAW_HZ = 10
@@ -67,13 +68,8 @@ class LRPlot(QWidget):
         )
         self.title_label.setWordWrap(True)
         self.title_label.setStyleSheet(TITLE_STYLE)
-        self.plot_widget = pg.PlotWidget()
-        self.plot_widget.setBackground("w")
-        self.plot_widget.setMinimumHeight(200)
-        plot = self.plot = self.plot_widget.getPlotItem()
-        plot.setMenuEnabled(False)
-        plot.setMouseEnabled(x=False, y=False)
-        plot.hideButtons()
+        self.plot_widget, plot = static_plot(200)
+        self.plot = plot
         plot.setLogMode(x=True, y=False)
         plot.setLabel("bottom", "learning rate (log scale)")
         plot.setLabel("left", "training loss")

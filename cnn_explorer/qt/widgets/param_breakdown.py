@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QRadioButton, Q
 from cnn_explorer.core.architectures import ArchitectureFacts
 from cnn_explorer.core.explorer.text import short_number
 from cnn_explorer.qt.style import FAINT, MUTED, SIDE_A, SIDE_B, SMALL_MUTED_STYLE, TITLE_STYLE
+from cnn_explorer.qt.widgets.plots import static_plot
 
 CONV_COLOUR = SIDE_A
 FC_COLOUR = "#ff7f0e"
@@ -102,13 +103,8 @@ class ParamBreakdown(QWidget):
         top.addWidget(self.share_button)
         top.addWidget(self.absolute_button)
 
-        self.plot_widget = pg.PlotWidget()
-        self.plot_widget.setBackground("w")
-        self.plot_widget.setMinimumHeight(200)
-        plot = self.plot = self.plot_widget.getPlotItem()
-        plot.setMenuEnabled(False)
-        plot.setMouseEnabled(x=False, y=False)
-        plot.hideButtons()
+        self.plot_widget, plot = static_plot(200)
+        self.plot = plot
         plot.vb.invertY(True)  # the first model on top
         plot.showGrid(x=True, y=False, alpha=0.15)
         for side in ("left", "bottom"):
@@ -138,7 +134,7 @@ class ParamBreakdown(QWidget):
 
         self.caption_label = QLabel(
             "Bars split each model's parameters by the layers holding them (weights and biases). "
-            "Click a bar to open the model in the explorer."
+            "Click a bar to see the model's card."
         )
         self.caption_label.setWordWrap(True)
         self.caption_label.setStyleSheet(SMALL_MUTED_STYLE)

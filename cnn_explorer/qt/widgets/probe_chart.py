@@ -22,8 +22,9 @@ from PySide6.QtWidgets import QLabel, QSizePolicy, QStackedWidget, QVBoxLayout, 
 
 from cnn_explorer.core.explorer.text import percent_text
 from cnn_explorer.core.transfer.results import ProbeReport, ProbeRow
-from cnn_explorer.qt.style import ACCENT, FAINT, MUTED, SIDE_A, SIDE_B, SMALL_MUTED_STYLE, TITLE_STYLE
+from cnn_explorer.qt.style import ACCENT, FAINT, MUTED, SIDE_A, SIDE_B, TITLE_STYLE
 from cnn_explorer.qt.widgets.lr_plot import set_line_text
+from cnn_explorer.qt.widgets.plots import caption_label, static_plot
 
 EMPTY_HINT = (
     "Probe every block: a linear classifier is trained on each layer's pooled features, so you see how "
@@ -72,13 +73,8 @@ class ProbeChart(QWidget):
         self.hint_label.setStyleSheet(f"color: {FAINT}; padding: 16px;")
         self.hint_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
-        self.plot_widget = pg.PlotWidget()
-        self.plot_widget.setBackground("w")
-        self.plot_widget.setMinimumHeight(200)
-        plot = self.plot = self.plot_widget.getPlotItem()
-        plot.setMenuEnabled(False)
-        plot.setMouseEnabled(x=False, y=False)
-        plot.hideButtons()
+        self.plot_widget, plot = static_plot(200)
+        self.plot = plot
         plot.setLabel("left", "accuracy", units="%")
         for side in ("left", "bottom"):
             plot.getAxis(side).enableAutoSIPrefix(False)
@@ -115,10 +111,7 @@ class ProbeChart(QWidget):
         self.stack = QStackedWidget()
         self.stack.addWidget(self.hint_label)
         self.stack.addWidget(self.plot_widget)
-        self.caption_label = QLabel()
-        self.caption_label.setWordWrap(True)
-        self.caption_label.setStyleSheet(SMALL_MUTED_STYLE)
-        self.caption_label.setTextFormat(Qt.TextFormat.RichText)
+        self.caption_label = caption_label()
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
