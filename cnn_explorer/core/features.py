@@ -201,17 +201,11 @@ def top_predictions(logits: np.ndarray, categories: Sequence[str], k: int = 5) -
 
 def _recipe(module: nn.Module) -> Callable[[Tensor], Tensor] | None:
     """The eval-mode function of an element-wise layer, with its parameters frozen now; None if unknown."""
-    if isinstance(module, nn.modules.dropout._DropoutNd):
-        return _identity  # at inference
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         if not module.track_running_stats or module.running_mean is None or module.running_var is None:
             return None  # normalises with the batch's own statistics: not recomputable from one map
         return _fold_batch_norm(module)
     return _ELEMENTWISE_FUNCTIONS.get(type(module)) or _parametrised_activation(module)
-
-
-def _identity(x: Tensor) -> Tensor:
-    return x
 
 
 def _batch_norm_tensors(module: nn.modules.batchnorm._BatchNorm) -> list[Tensor]:
@@ -367,8 +361,10 @@ def _derivation_plan(
         if module is None:
             return None  # the table belongs to another model
         if row.derived_from is not None:
-            recipe = None if row.kind == "block" else _recipe(module)
-            if row.kind == "block" or recipe is not None:
+            # a block ending in its last layer, or dropout (the identity at inference): the same values
+            same = row.kind == "block" or isinstance(module, nn.modules.dropout._DropoutNd)
+            recipe = None if same else _recipe(module)
+            if same or recipe is not None:
                 recipes[row.name] = recipe
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     folded += _batch_norm_tensors(module)

@@ -379,6 +379,11 @@ def imagenet_classes(name: str) -> bool:
     return len(_default_categories(name)) == 1000
 
 
+def reads_digits(name: str) -> bool:
+    """Whether zoo model ``name`` loads as a digit reader (the bundled, trained LeNet-5), said unloaded."""
+    return name == "lenet5" and _lenet5_weights_path() is not None
+
+
 def _default_categories(name: str) -> list[str]:
     if name == "lenet5":
         return [str(d) for d in range(10)]

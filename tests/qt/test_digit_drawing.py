@@ -11,6 +11,7 @@ import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 
+from cnn_explorer.core import zoo
 from cnn_explorer.core.explorer.session import Side
 from cnn_explorer.core.images import open_image
 from cnn_explorer.qt.pages.network import NetworkPage
@@ -153,3 +154,66 @@ def test_the_canvas_draws_thick_strokes_and_throttles(qtbot):
         canvas.clear()
     assert canvas.is_empty() and (canvas.pixels() == 255).all()
     assert canvas.pad_rect().contains(QPointF(150, 150))
+
+
+def test_a_picture_a_run_opens_replaces_the_drawing(lenet, qtbot, tmp_path):
+    """A digit-reading checkpoint opened with its own image (fine-tune's "Open in explorer") shows that
+    image, not the drawing; Clear afterwards stays on it."""
+    page = lenet
+    stroke(qtbot, page.digit_canvas, ONE)
+    idle(qtbot, page)
+    path = tmp_path / "digits-run" / "best.pt"
+    path.parent.mkdir()
+    zoo.save_checkpoint(
+        path,
+        zoo.load_model("lenet5").model,
+        arch="lenet5",
+        class_names=[str(d) for d in range(10)],
+        preprocess=zoo.LENET5_DIGITS_PREPROCESS,
+    )
+    page.open_model_file(path, image=ASSETS / "coffee.jpg")
+    qtbot.waitUntil(
+        lambda: page.loaded is not None and page.loaded.kind is not zoo.ModelKind.ZOO, timeout=IDLE_MS
+    )
+    idle(qtbot, page)
+    assert page.session.image.path.name == "coffee.jpg" and not page.drawing_shown
+    assert page.digit_canvas.is_empty() and page.digit_pad.isVisible()  # it reads digits: draw again
+    stroke(qtbot, page.digit_canvas, ZERO)
+    idle(qtbot, page)
+    assert page.drawing_shown and top_digit(page) == "0"
+    page.digit_canvas.clear()
+    idle(qtbot, page)
+    assert page.session.image.path.name == "coffee.jpg"
+
+
+def test_drawing_reuses_the_layer_table_and_other_models_never_see_the_drawing(lenet, qtbot, monkeypatch):
+    page = lenet
+    from cnn_explorer.core import features
+    from cnn_explorer.qt.pages.network import side
+
+    tables: list[object] = []
+    runs: list[tuple[str, tuple[int, ...]]] = []
+    real_table, real_run = features.layer_table, side.run_model
+
+    def counting_table(*args, **kwargs):
+        tables.append(args[0])
+        return real_table(*args, **kwargs)
+
+    def recording_run(source, loaded, pixels, *args, **kwargs):
+        runs.append((source.key, None if pixels is None else pixels.shape))
+        return real_run(source, loaded, pixels, *args, **kwargs)
+
+    monkeypatch.setattr(features, "layer_table", counting_table)
+    monkeypatch.setattr(side, "run_model", recording_run)
+    for points in (ONE, ZERO, FOUR):
+        page.digit_canvas.clear()
+        stroke(qtbot, page.digit_canvas, points)
+        idle(qtbot, page)
+    assert len(runs) >= 3 and not tables  # measured once, before the first reading
+
+    page.model_combo.setCurrentIndex(page.model_combo.findData("zoo:mobilenet_v3_small"))
+    assert not page.digit_pad.isVisible()  # at once, while the model loads
+    qtbot.waitUntil(lambda: page.loaded.info.name == "mobilenet_v3_small", timeout=IDLE_MS)
+    idle(qtbot, page)
+    drawn = (page.digit_canvas.side, page.digit_canvas.side)
+    assert ("zoo:mobilenet_v3_small", drawn) not in runs  # it ran on the picture only

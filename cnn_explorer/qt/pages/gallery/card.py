@@ -1,9 +1,9 @@
 """One architecture in full: where it comes from, what it costs, how well it does, the ideas that made it
 matter, where the zoo's build differs from the paper, and its signature block drawn from the real module.
 
-``ArchCard.show(facts, graphs)`` takes the core's ``ArchitectureFacts`` and the block graphs drawn for it
-(the signature block first, then the extra ones), plain values only. "Open in explorer" and a click on a box
-of the diagram emit ``open_in_explorer(model, layer)``.
+``ArchCard.show_facts(facts, graphs)`` takes the core's ``ArchitectureFacts`` and the block graphs drawn for
+it (the signature block first, then the extra ones), plain values only. "Open in explorer" and a click on a
+box of the diagram emit ``open_in_explorer(model, layer)``.
 """
 
 from __future__ import annotations
@@ -140,8 +140,10 @@ class ArchCard(QWidget):
         self.open_button.clicked.connect(self._open_current)
         self.diagram.layer_clicked.connect(self._open_layer)
 
-    def show(self, facts: ArchitectureFacts, graphs: Sequence[tuple[str, str, BlockGraph | None]]) -> None:
-        """``graphs``: (block's module name, what it shows, its graph or None if it could not be drawn)."""
+    def show_facts(
+        self, facts: ArchitectureFacts, graphs: Sequence[tuple[str, str, BlockGraph | None]]
+    ) -> None:
+        """``graphs``: (block's module name, what it shows, its graph, None if it could not be drawn)."""
         self.facts = facts
         self._graphs = list(graphs)
         self.text.setText(facts_html(facts))

@@ -9,7 +9,8 @@ emits ``open_in_explorer(model, layer)``; the main window shows the Network expl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import html
+from dataclasses import dataclass, field
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QShowEvent
@@ -24,7 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cnn_explorer.core.architectures import ArchitectureFacts, all_architecture_facts
+from cnn_explorer.core import zoo
+from cnn_explorer.core.architectures import ArchitectureFacts, architecture_facts
 from cnn_explorer.core.block_graph import BlockGraph, signature_graph
 from cnn_explorer.core.control import Control, checkpoint
 from cnn_explorer.core.explorer.text import short_number
@@ -42,17 +44,37 @@ SCREENSHOT_MODEL = "googlenet"  # the Inception module's four branches: the most
 class Gallery:
     facts: list[ArchitectureFacts]
     blocks: dict[str, list[tuple[str, str, BlockGraph | None]]]  # model -> (block, what it shows, graph)
+    notes: list[str] = field(default_factory=list)  # what could not be measured or drawn, and why
 
 
 def load_gallery(control: Control | None = None) -> Gallery:
-    """Worker body: every zoo architecture's facts and block graphs (signature block first)."""
-    facts = all_architecture_facts()
+    """Worker body: every zoo architecture's facts and block graphs (signature block first). A model that
+    cannot be measured is left out, and a block that cannot be drawn is shown as such, each with a note:
+    one failure does not blank the gallery."""
+    facts: list[ArchitectureFacts] = []
+    notes: list[str] = []
+    for info in zoo.available_models():
+        checkpoint(control)
+        if info.source == "file":
+            continue
+        try:
+            facts.append(architecture_facts(info.name))
+        except Exception as exc:  # a broken zoo entry must not take the others with it
+            notes.append(f"{info.title} is left out: {type(exc).__name__}: {exc}")
+    facts.sort(key=lambda f: f.published)
     blocks: dict[str, list[tuple[str, str, BlockGraph | None]]] = {}
     for f in facts:
         checkpoint(control)
         wanted = ([(f.signature_block, "")] if f.signature_block else []) + list(f.extra_blocks)
-        blocks[f.name] = [(block, shows, signature_graph(f.name, block)) for block, shows in wanted]
-    return Gallery(facts, blocks)
+        blocks[f.name] = []
+        for block, shows in wanted:
+            try:
+                graph = signature_graph(f.name, block)
+            except Exception as exc:
+                graph = None
+                notes.append(f"{f.title}'s {block} cannot be drawn: {type(exc).__name__}: {exc}")
+            blocks[f.name].append((block, shows, graph))
+    return Gallery(facts, blocks, notes)
 
 
 def list_text(f: ArchitectureFacts) -> str:
@@ -128,7 +150,9 @@ class GalleryPage(Page):
             ("gallery",),
             load_gallery,
             on_result=self._on_gallery,
-            on_failed=lambda exc: self.loading.setText(f"Cannot measure the architectures: {exc}"),
+            on_failed=lambda exc: self.loading.setText(
+                f"Cannot measure the architectures: {type(exc).__name__}: {exc}"
+            ),
             name="architecture gallery",
         )
 
@@ -145,6 +169,9 @@ class GalleryPage(Page):
         self.scatter.set_facts(gallery.facts)
         self.breakdown.set_facts(gallery.facts)
         self.stack.setCurrentWidget(self.splitter)
+        if gallery.notes:
+            notes = html.escape("; ".join(gallery.notes))
+            self.header.setText(f"{html.escape(self.header.text())}<br><i>{notes}</i>")
         self.model_list.setCurrentRow(0)
         self.gallery_ready.emit()
 
@@ -168,7 +195,7 @@ class GalleryPage(Page):
         if self.gallery is None or not 0 <= row < len(self.gallery.facts):
             return
         f = self.gallery.facts[row]
-        self.card.show(f, self.gallery.blocks.get(f.name, []))
+        self.card.show_facts(f, self.gallery.blocks.get(f.name, []))
         self.scatter.set_selected(f.name)
         self.breakdown.set_selected(f.name)
 

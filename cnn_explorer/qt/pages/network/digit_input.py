@@ -17,11 +17,14 @@ import numpy as np
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from cnn_explorer.core import zoo
+from cnn_explorer.core.explorer.session import Side
+from cnn_explorer.core.explorer.tasks import ModelSource
 from cnn_explorer.core.images import LoadedImage
 from cnn_explorer.qt import style
 from cnn_explorer.qt.widgets.digit_canvas import DigitCanvas
 
-DRAWING_PATH = Path("your drawing")  # names the picture in the status bar; no file is read or written
+DRAWING_PATH = Path("your drawing")  # names the picture (LoadedImage.path); no file is read or written
 USING_TEXT = "LeNet-5 reads your drawing, centred and scaled as its training digits were."
 # A "3" as a hand draws it, in 0..1 pad coordinates: the screenshot's digit, drawn on the real canvas.
 SCREENSHOT_DIGIT = [[(0.3, 0.2), (0.65, 0.22), (0.45, 0.48), (0.7, 0.65), (0.55, 0.84), (0.3, 0.8)]]
@@ -82,6 +85,7 @@ class DigitInput:
         self._drawing: LoadedImage | None = None
         self.digit_pad.drawn.connect(self._on_digit_drawn)
         self.digit_pad.cleared.connect(self._on_digit_cleared)
+        self.session.events.image.connect(self._on_session_image)
         return self.digit_pad
 
     @property
@@ -106,16 +110,44 @@ class DigitInput:
             for side in self.session.active_sides():
                 self._run(side)
 
+    def _on_session_image(self) -> None:
+        """A picture that a job opened (a run opened in the explorer with its image) is the picture now."""
+        image = self.session.image
+        if image is None or image is self._drawing or image is self._picture:
+            return
+        self._picture = image
+        if self._drawing is not None:
+            self._drawing = None
+            self.digit_pad.canvas.clear()
+
     def _on_digit_drawn(self, pixels: np.ndarray) -> None:
+        first = not self.drawing_shown
         self._drawing = drawing_image(pixels)
         if self.reads_digits:
             self._show_picture(self._drawing)
+            if first:
+                self.status_message.emit(f"{self.session.a.loaded.info.title} reads your drawing.")
 
     def _on_digit_cleared(self) -> None:
         shown = self.drawing_shown
         self._drawing = None
         if shown and self._picture is not None:
             self._show_picture(self._picture)
+            self.status_message.emit(f"Back to {self._picture.path.name}.")
+
+    def _before_source_runs(self, side: Side, source: ModelSource) -> None:
+        """Side A is about to run another model: one that does not read digits gets the opened picture at
+        once (not a pass over the drawing first), and the pad goes while it loads."""
+        if side is not Side.A:
+            return
+        reads = source.path is None and source.name is not None and zoo.reads_digits(source.name)
+        if not reads:
+            self.digit_pad.setVisible(False)  # (a model file that reads digits brings it back once loaded)
+        if not reads and self.drawing_shown and self._picture is not None:
+            self.session.set_image(self._picture)
+            for other in self.session.active_sides():
+                if other is not side:
+                    self._run(other)
 
     def _update_digit_pad(self, side: int = 0) -> None:
         """Side A's model changed: the pad is shown for a digit reader, which is fed the drawing if any."""

@@ -78,14 +78,14 @@ class LayerPanel(QWidget):
         self._items: dict[str, QTreeWidgetItem] = {}
         self._count = 0
 
-        self._shown: list[tuple] = []  # what the tree lists: (name, output shape, too large)
+        self._shown: list[tuple] = []  # what the tree lists: (name, type, output shape, inactive, too large)
         self.tree.currentItemChanged.connect(self._on_item)
         self.prev_button.clicked.connect(lambda: self.step_clicked.emit(-1))
         self.next_button.clicked.connect(lambda: self.step_clicked.emit(1))
         self.table_button.clicked.connect(self.table_clicked)
 
     def set_rows(self, rows: list[LayerRow], too_large: set[str]) -> None:
-        shown = [(r.name, r.out_shape, r.name in too_large) for r in rows]
+        shown = [(r.name, r.type, r.out_shape, r.inactive, r.name in too_large) for r in rows]
         if rows and shown == self._shown:
             return  # the same layers (the same model on another picture): keep the tree as it is
         self._shown = shown

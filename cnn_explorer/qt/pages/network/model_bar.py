@@ -169,7 +169,7 @@ class ModelBar(QWidget):
         is over in a blink (the same model on the next reading of a drawn digit) does not flash it."""
         self._show_busy.stop()
         if busy and delay_ms > 0 and self.status_stack.currentIndex() == 0:
-            self._pending_text = text
+            self._pending_text = text or self._pending_text
             self._show_busy.start(delay_ms)
             return
         self.status_stack.setCurrentIndex(1 if busy else 0)
@@ -180,7 +180,8 @@ class ModelBar(QWidget):
                 self.progress.setRange(0, 0)
 
     def _show_pending_busy(self) -> None:
-        self.set_busy(True, self._pending_text)
+        text, self._pending_text = self._pending_text, ""
+        self.set_busy(True, text)
 
     def show_stage(self, text: str) -> None:
         self.stage_label.setText(text)

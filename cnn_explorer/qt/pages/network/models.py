@@ -40,6 +40,7 @@ class ModelBinding:
         state = self.session.side(side)
         if state is not None and state.source is not None:
             (self.bar_a if side is Side.A else self.bar_b).select(state.source.key)
+            self._before_source_runs(side, state.source)  # (DigitInput: a non-reader gets the picture)
             latest = self.sides[side].models.latest_key
             if latest is not None and latest[:2] == ("model", state.source.key) and latest[2] is None:
                 return  # already being opened with its own picture (open_model_file with an image)

@@ -31,6 +31,7 @@ from cnn_explorer.core.explorer.tasks import (
     run_model,
 )
 from cnn_explorer.core.features import MAX_LAYER_BYTES, Exploration, LayerStats, LayerView
+from cnn_explorer.core.layers import LayerTable
 from cnn_explorer.qt.pages.network.centre import CentrePanel
 from cnn_explorer.qt.pages.network.model_bar import ModelBar
 from cnn_explorer.qt.workers import LatestRunner
@@ -105,6 +106,9 @@ class SideView(QObject):
         self._stats: dict[tuple, LayerStats] = {}
         self.shown: PreparedLayer | None = None  # the cursor's layer, once on screen
         self._downloading = False
+        # The layer table of the last run (source key, the loaded model it was measured on, table): a new
+        # picture for the same model (the next reading of a drawn digit) does not measure it again.
+        self._last_table: tuple[str, zoo.LoadedModel, LayerTable] | None = None
         self.models.busy_changed.connect(self._on_busy)
         self.views.busy_changed.connect(lambda _busy: self.busy_changed.emit())
 
@@ -147,9 +151,8 @@ class SideView(QObject):
             self.bar.set_busy(True, f"Loading {source.label}…")
         else:  # only runs it: quick, say so only if it is not
             self.bar.set_busy(True, f"Running {source.label}…", delay_ms=QUICK_RUN_MS)
-        state = self.state
-        shown = state is not None and state.shown is not None and state.shown.key == source.key
-        table = state.exploration.table if shown and state.exploration is not None else None
+        kept = self._last_table
+        table = kept[2] if kept is not None and kept[0] == source.key and kept[1] is loaded else None
         self.models.request(
             key,
             run_model,
@@ -159,7 +162,7 @@ class SideView(QObject):
             image_path,
             allow_download=allow_download,
             max_layer_bytes=self.max_layer_bytes,
-            table=table if loaded is not None and loaded is state.loaded else None,
+            table=table,
             on_result=self._on_model,
             on_failed=lambda exc: self.model_failed.emit(source, exc),
             on_events=self._on_events,
@@ -170,6 +173,7 @@ class SideView(QObject):
     def _on_model(self, run: ModelRun) -> None:
         self.caches.models.put(run.source.key, run.loaded)
         if run.exploration is not None:
+            self._last_table = (run.source.key, run.loaded, run.exploration.table)
             picture = self.session.image_key if run.image is None else image_key(run.image)
             self.caches.results.put((run.source.key, picture), run.exploration)
         self.model_ready.emit(run)
