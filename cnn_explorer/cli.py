@@ -49,6 +49,7 @@ _HEAVY_COMMANDS = (
     "probe",
     "lr-find",
     "architectures",
+    "compress",
 )
 
 
@@ -83,6 +84,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         from cnn_explorer import (
             cli_architectures,
             cli_compare,
+            cli_compress,
             cli_explore,
             cli_guide,
             cli_lab,
@@ -99,6 +101,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         cli_lrfind.register(sub)
         cli_probe.register(sub)
         cli_architectures.register(sub)
+        cli_compress.register(sub)
     return parser
 
 

@@ -39,6 +39,7 @@ def test_all_commands_are_there_when_asked_for(argv):
         "probe",
         "lr-find",
         "architectures",
+        "compress",
     }
 
 

@@ -404,6 +404,8 @@ def _capture(
         out = output if isinstance(output, Tensor) else _first_tensor(output)
         if out is None:
             return
+        if out.is_quantized:  # an int8 model's steps: kept as the values they stand for
+            out = out.dequantize()
         key = id(module)
         n = calls[key] = calls.get(key, 0) + 1
         base, kind = names[key]

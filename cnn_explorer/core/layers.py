@@ -47,6 +47,7 @@ __all__ = [
     "eval_mode",
     "input_channels",
     "layer_table",
+    "parameter_count",
     "step_modules",
 ]
 
@@ -69,6 +70,16 @@ _PAD = (
     nn.modules.padding._ReflectionPadNd,
     nn.modules.padding._ReplicationPadNd,
 )
+try:  # int8 conv and linear layers (torch.ao); a quantized linear keeps its weights in a child module
+    from torch.ao.nn.quantized import Linear as _QLinear
+    from torch.ao.nn.quantized.modules.conv import _ConvNd as _QConv
+
+    _QUANTIZED: tuple[type[nn.Module], ...] = (_QLinear, _QConv)
+    _Q_CONV: tuple[type[nn.Module], ...] = (_QConv,)
+    _Q_LINEAR: tuple[type[nn.Module], ...] = (_QLinear,)
+except ImportError:  # pragma: no cover - torch.ao is deprecated upstream; without it there is nothing to see
+    _QUANTIZED = _Q_CONV = _Q_LINEAR = ()
+
 # Modules that are one layer even if they own helper children (EfficientNet-Lite's "same"-padding conv).
 _LAYER_TYPES: tuple[type[nn.Module], ...] = (
     _CONV,
@@ -82,6 +93,7 @@ _LAYER_TYPES: tuple[type[nn.Module], ...] = (
     nn.LocalResponseNorm,
     nn.Flatten,
     nn.Upsample,
+    *_QUANTIZED,
 )
 
 
@@ -101,6 +113,30 @@ ELEMENTWISE_TYPES: tuple[type[nn.Module], ...] = (
     nn.Sigmoid,
     nn.Tanh,
 )
+
+
+def _packed_count(module: nn.Module) -> int:
+    """Weights and bias an int8 layer keeps packed (torch.ao's quantized conv and linear layers expose them
+    through ``weight()`` / ``bias()``, not as parameters); 0 for every other module."""
+    get = getattr(module, "weight", None)
+    if isinstance(get, Tensor) or not callable(get):
+        return 0
+    try:
+        weight = get()
+    except Exception:  # some other callable attribute
+        return 0
+    if not isinstance(weight, Tensor) or not weight.is_quantized:
+        return 0
+    bias = module.bias() if callable(getattr(module, "bias", None)) else None
+    return int(weight.numel()) + (int(bias.numel()) if isinstance(bias, Tensor) else 0)
+
+
+def parameter_count(module: nn.Module, *, recurse: bool = True) -> int:
+    """The module's parameters, int8 layers' packed weights included (what a quantized model stores)."""
+    own = sum(p.numel() for p in module.parameters(recurse=False)) + _packed_count(module)
+    if not recurse:
+        return own
+    return own + sum(parameter_count(child) for child in module.children())
 
 
 def _is_container(m: nn.Module) -> bool:
@@ -338,7 +374,7 @@ def _pair(v: Any) -> Pair:
 
 def _geometry(module: nn.Module, in_hw: Pair | None, out_hw: Pair | None) -> dict[str, Any] | None:
     """kernel, stride, dilation, groups and (t, b, l, r) padding of a windowed layer, else None."""
-    if isinstance(module, _CONV):
+    if isinstance(module, (_CONV, *_Q_CONV)):
         k, s, d = _pair(module.kernel_size), _pair(module.stride), _pair(module.dilation)
         if isinstance(module.padding, str):
             if module.padding == "same":
@@ -506,7 +542,7 @@ class _Tracer:
         out_shape = tuple(int(v) for v in out.shape[1:])
         in_hw = _hw(inputs[0]) if inputs else None
         out_hw = _hw(out)
-        params = sum(p.numel() for p in module.parameters())
+        params = parameter_count(module)
         geo = _geometry(module, in_hw, out_hw) if kind == "layer" else None
 
         if kind == "layer":
@@ -526,7 +562,7 @@ class _Tracer:
                 state = in_state
         else:
             macs = self.macs_total - macs_before
-            counted = sum(p.numel() for p in module.parameters(recurse=False)) if n == 1 else 0
+            counted = parameter_count(module, recurse=False) if n == 1 else 0
             if id(out) in self.states:
                 state = self.states[id(out)]
             else:
@@ -596,10 +632,12 @@ def _round_pair(p: tuple[float, float]) -> Pair:
 def _macs(module: nn.Module, inputs: list[Tensor], out: Tensor) -> int:
     """Multiply-adds per image: weights × positions for convolutions and linear layers, 0 otherwise."""
     per_sample = out.numel() // max(1, int(out.shape[0]))
+    if isinstance(module, _Q_CONV):  # int8: the same arithmetic, on packed weights
+        return per_sample * (module.in_channels // module.groups) * math.prod(_pair(module.kernel_size))
     if isinstance(module, _CONV):
         k = math.prod(_pair(module.kernel_size)) if module.weight.ndim == 4 else math.prod(module.kernel_size)
         return per_sample * (module.in_channels // module.groups) * k
-    if isinstance(module, nn.Linear):
+    if isinstance(module, (nn.Linear, *_Q_LINEAR)):
         return per_sample * module.in_features
     return 0
 
@@ -608,9 +646,9 @@ def input_channels(model: nn.Module) -> int:
     """The channels ``model`` expects in its input: its first convolution's ``in_channels``; 3 (an RGB image)
     when a linear layer comes first or there is no convolution."""
     for m in model.modules():
-        if isinstance(m, _CONV):
+        if isinstance(m, (_CONV, *_Q_CONV)):
             return int(m.in_channels)
-        if isinstance(m, nn.Linear):
+        if isinstance(m, (nn.Linear, *_Q_LINEAR)):
             return 3
     return 3
 
@@ -637,7 +675,7 @@ def layer_table(
         return LayerTable([], (c, h, w), sum(p.numel() for p in model.parameters()), 0, ["TorchScript model"])
     tracer = _run_traced(model, (1, c, h, w), control, notes)
     total_params = sum(r.counted_params for r in tracer.rows)
-    torch_total = sum(p.numel() for p in model.parameters())
+    torch_total = parameter_count(model)
     if total_params != torch_total:
         notes.append(f"{torch_total - total_params:,} parameters belong to modules this input does not use")
     macs = sum(r.macs for r in tracer.rows if r.kind == "layer")

@@ -1243,6 +1243,10 @@ def load_model_file(
 
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         ckpt = _checked_checkpoint(path, obj)
+        if isinstance(ckpt.get("compression"), dict):  # a pruned / quantized variant (core.compress)
+            from cnn_explorer.core.compress.store import open_compressed
+
+            return open_compressed(path, ckpt)
         name = str(ckpt["arch"])
         info = get_info(name)
         sd = _as_state_dict(ckpt["state_dict"]) or {}

@@ -84,6 +84,7 @@ def screenshot(
         "NetworkPage": "network",
         "GalleryPage": "gallery",
         "FineTunePage": "finetune",
+        "CompressPage": "compress",
     }
     written = []
     for index, page in enumerate(window.pages):

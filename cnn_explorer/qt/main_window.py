@@ -38,12 +38,19 @@ STATUS_TIMEOUT_MS = 8000
 
 
 def _build_pages(parent: QWidget) -> list[Page]:
+    from cnn_explorer.qt.pages.compress import CompressPage
     from cnn_explorer.qt.pages.finetune import FineTunePage
     from cnn_explorer.qt.pages.gallery import GalleryPage
     from cnn_explorer.qt.pages.network import NetworkPage
     from cnn_explorer.qt.pages.ops_lab import OpsLabPage
 
-    return [OpsLabPage(parent), NetworkPage(parent), GalleryPage(parent), FineTunePage(parent)]
+    return [
+        OpsLabPage(parent),
+        NetworkPage(parent),
+        GalleryPage(parent),
+        FineTunePage(parent),
+        CompressPage(parent),
+    ]
 
 
 class MainWindow(QMainWindow):
@@ -148,8 +155,8 @@ class MainWindow(QMainWindow):
         return next(p for p in self.pages if type(p).__name__ == cls_name)
 
     def _connect_pages(self) -> None:
-        """Fine-tune's "Open in explorer" opens the checkpoint in the Network explorer; the gallery's opens a
-        zoo model there, at a block's layer."""
+        """Fine-tune's and Compress's "Open in explorer" open a checkpoint in the Network explorer; the
+        gallery's opens a zoo model there, at a block's layer."""
         by_name = {type(p).__name__: p for p in self.pages}
         explorer = by_name.get("NetworkPage")
         if explorer is None:
@@ -163,8 +170,9 @@ class MainWindow(QMainWindow):
             self.show_page(self.pages.index(explorer))
             explorer.open_zoo_model(name, layer or None)
 
-        if "FineTunePage" in by_name:
-            by_name["FineTunePage"].open_in_explorer.connect(open_checkpoint)
+        for name in ("FineTunePage", "CompressPage"):
+            if name in by_name:
+                by_name[name].open_in_explorer.connect(open_checkpoint)
         if "GalleryPage" in by_name:
             by_name["GalleryPage"].open_in_explorer.connect(open_zoo_model)
 

@@ -42,7 +42,7 @@ def test_opens_with_the_sample_cat_on_every_page(window):
     assert "chelsea.png" in window.image_label.text()
     assert window.windowTitle() == "chelsea.png"  # Qt adds " — CNN Explorer" itself
     titles = [window.sidebar.item(i).text() for i in range(window.sidebar.count())]
-    assert titles == ["Operations lab", "Network explorer", "Architectures", "Fine-tune"]
+    assert titles == ["Operations lab", "Network explorer", "Architectures", "Fine-tune", "Compress"]
 
 
 def test_sidebar_and_shortcut_switch_pages(window, qtbot):

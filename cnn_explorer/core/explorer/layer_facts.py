@@ -68,6 +68,7 @@ class LayerFacts:
     weight_version: int = 0  # see the module's docstring; 0 when there are no weights
     shared_with: str | None = None  # a repeated call: the module whose weights it uses
     note: str = ""  # why the module's parameters or filters are missing, when they are
+    caption: str = ""  # said with the filters shown, e.g. that int8 weights are shown dequantized
 
 
 def params_text(row: LayerRow, params: Sequence[ParamPart] | None = None) -> str:
@@ -115,6 +116,27 @@ def _numpy_copy(t: Tensor) -> np.ndarray:
     return array
 
 
+def _quantized_weight(module: nn.Module) -> Tensor | None:
+    """The int8 weight of a quantized conv or linear layer (torch.ao's modules keep it packed, behind
+    ``weight()``), else None."""
+    get = getattr(module, "weight", None)
+    if isinstance(get, Tensor) or not callable(get):
+        return None
+    try:
+        weight = get()
+    except Exception:  # not a quantized layer's accessor after all
+        return None
+    return weight if isinstance(weight, Tensor) and weight.is_quantized else None
+
+
+def _quantized_params(module: nn.Module, weight: Tensor) -> tuple[ParamPart, ...]:
+    parts: list[ParamPart] = [("weight (int8)", tuple(int(d) for d in weight.shape), int(weight.numel()))]
+    bias = module.bias() if callable(getattr(module, "bias", None)) else None
+    if isinstance(bias, Tensor):
+        parts.append(("bias", tuple(int(d) for d in bias.shape), int(bias.numel())))
+    return tuple(parts)
+
+
 def layer_facts(model: nn.Module, row: LayerRow) -> LayerFacts:
     """The facts of ``row``'s module in ``model`` (call it in a worker: it copies the weights)."""
     shared = row.module_name if row.call > 1 else None
@@ -138,19 +160,28 @@ def layer_facts(model: nn.Module, row: LayerRow) -> LayerFacts:
             note=f"The model has no module {row.module_name}.",
         )
     params = tuple((n, tuple(int(d) for d in p.shape), int(p.numel())) for n, p in module.named_parameters())
-    text = params_text(row, params)
     weight = getattr(module, "weight", None)
+    quantized = _quantized_weight(module)
+    if quantized is not None:  # an int8 layer keeps packed weights, no parameters: show what they stand for
+        params = _quantized_params(module, quantized)
+        weight = quantized.dequantize()
+    text = params_text(row, params)
     if not isinstance(weight, Tensor):
         return LayerFacts(row.name, params, text, shared_with=shared)
     shape = tuple(int(d) for d in weight.shape)
-    if isinstance(module, nn.modules.conv._ConvNd) and weight.ndim == 4:
+    if isinstance(module, nn.modules.conv._ConvNd) or (quantized is not None and weight.ndim == 4):
+        if weight.ndim != 4:
+            return LayerFacts(row.name, params, text, shared_with=shared)
         kind = FilterKind.CONV
         in_channels, groups = int(module.in_channels), int(module.groups)
-    elif isinstance(module, nn.Linear) and weight.ndim == 2:
+    elif (isinstance(module, nn.Linear) or quantized is not None) and weight.ndim == 2:
         kind, in_channels, groups = FilterKind.LINEAR, None, 1
     else:
         return LayerFacts(row.name, params, text, shared_with=shared)
-    note = ""
+    note = caption = ""
+    if quantized is not None:
+        levels = int(torch.unique(quantized.int_repr()).numel())
+        caption = f"int8 weights ({levels} distinct levels), shown dequantized: scale × (q − zero point)."
     if weight.is_meta:
         note = f"{row.module_name}'s weights are not loaded (the model has shapes only)."
     elif kind is FilterKind.LINEAR and math.prod(shape) > MAX_LINEAR_WEIGHTS:
@@ -168,6 +199,7 @@ def layer_facts(model: nn.Module, row: LayerRow) -> LayerFacts:
         weight_version=0 if note else _weight_version(weight),
         shared_with=shared,
         note=note,
+        caption=caption,
     )
 
 

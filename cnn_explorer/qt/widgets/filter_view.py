@@ -89,9 +89,11 @@ class FilterView(QWidget):
         if facts is not None and weights is not None and facts.filter_kind is FilterKind.CONV:
             self._show_conv(weights, selected, facts.colour_input)
             self._shown = (version, selected)
+            self._add_caption(facts)
         elif facts is not None and weights is not None and facts.filter_kind is FilterKind.LINEAR:
             self._show_matrix(weights, selected)
             self._shown = (version, selected)
+            self._add_caption(facts)
         elif facts is not None and facts.note:
             self.clear(facts.note)
         else:
@@ -100,6 +102,10 @@ class FilterView(QWidget):
                 f"{what} has no filters. Filters belong to convolution layers: step to a Conv layer "
                 "(the first one shows its filters as colour patches)."
             )
+
+    def _add_caption(self, facts: LayerFacts) -> None:
+        if facts.caption:  # e.g. int8 weights shown dequantized
+            self.note.setText(f"{self.note.text()} {facts.caption}".strip())
 
     def _show_conv(self, w: np.ndarray, selected: int | None, colour_input: bool) -> None:
         c_out, c_in, kh, kw = w.shape
