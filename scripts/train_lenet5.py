@@ -30,12 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cnn_explorer.core import zoo  # noqa: E402
+from cnn_explorer.core.digits import SPLIT_SEED, TEST_FRACTION, stratified_split  # noqa: E402
 
 ASSETS = ROOT / "assets"
 DATA = ASSETS / "uci_digits.npz"
-SPLIT_SEED = 20240513
 TRAIN_SEED = 5
-TEST_FRACTION = 0.2
 EPOCHS = 60
 BATCH = 32
 LR = 0.05
@@ -47,18 +46,6 @@ def load_digits(path: Path = DATA) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 N×8×8 with values 0..16, labels uint8 N)."""
     with np.load(path) as d:
         return d["images"], d["labels"]
-
-
-def stratified_split(labels: np.ndarray, seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION):
-    """(train indices, test indices): ``test_fraction`` of every class held out, chosen by ``seed``."""
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n_test = round(len(idx) * test_fraction)
-        test.append(idx[:n_test])
-        train.append(idx[n_test:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
 def to_inputs(images: np.ndarray) -> Tensor:

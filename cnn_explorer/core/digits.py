@@ -9,13 +9,28 @@ brings both to the training data's form: light strokes on black, the digit's bou
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from cnn_explorer.core.images import to_gray
 
-__all__ = ["DIGIT_BOX", "INPUT_SIZE", "digit_to_input", "is_dark_on_light"]
+__all__ = [
+    "DIGIT_BOX",
+    "INPUT_SIZE",
+    "SPLIT_SEED",
+    "TEST_FRACTION",
+    "digit_to_input",
+    "held_out_digits",
+    "is_dark_on_light",
+    "stratified_split",
+    "write_digit_folder",
+]
+
+SPLIT_SEED = 20240513  # the bundled LeNet-5's train / held-out split of the UCI digits
+TEST_FRACTION = 0.2
 
 INPUT_SIZE = 32  # LeNet-5's input side
 DIGIT_BOX = 20  # longer side of the digit's bounding box on that plane (MNIST's 20 in 28, a margin for C1)
@@ -80,3 +95,44 @@ def digit_to_input(pixels: np.ndarray) -> np.ndarray:
     out = np.zeros((INPUT_SIZE, INPUT_SIZE), np.float32)
     out[top : top + nh, left : left + nw] = small
     return out
+
+
+def stratified_split(
+    labels: np.ndarray, seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, test indices): ``test_fraction`` of every class held out, chosen by ``seed``. The
+    split scripts/train_lenet5.py trains the bundled LeNet-5 with."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_test = round(len(idx) * test_fraction)
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def held_out_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The UCI digits the bundled LeNet-5 never saw in training: (images uint8 N×8×8 in 0..16, labels)."""
+    from cnn_explorer.core.images import assets_dir
+
+    with np.load(assets_dir() / "uci_digits.npz") as data:
+        images, labels = data["images"], data["labels"]
+    _, test = stratified_split(labels)
+    return images[test], labels[test]
+
+
+def write_digit_folder(root: Path, *, per_class: int = 20) -> Path:
+    """``root/<digit>/<n>.png``: up to ``per_class`` held-out UCI digits per class as 32×32 grey images
+    (light strokes on dark, as the data comes), a labelled folder for LeNet-5. Returns ``root``."""
+    from PIL import Image
+
+    images, labels = held_out_digits()
+    root = Path(root)
+    for digit in range(10):
+        folder = root / str(digit)
+        folder.mkdir(parents=True, exist_ok=True)
+        for n, i in enumerate(np.flatnonzero(labels == digit)[:per_class]):
+            pixels = (images[i].astype(np.float32) * (255 / 16)).round().astype(np.uint8)
+            Image.fromarray(pixels).resize((32, 32), Image.Resampling.NEAREST).save(folder / f"{n}.png")
+    return root

@@ -17,6 +17,7 @@ from torch import nn
 
 from cnn_explorer.core import zoo
 from cnn_explorer.core.compress import (
+    CompressError,
     CompressReport,
     CompressSource,
     CompressSpec,
@@ -279,3 +280,22 @@ def test_a_linear_probe_run_quantizes_and_reopens(digits: Path, tmp_path: Path):
     reopened = zoo.load_model_file(tmp_path / "out" / "compressed" / "int8-static.pt").model
     found = quality(predict(reopened, base.images, engine=raw["compression"]["engine"]), reference, None)
     assert found.agreement_top1 == report.variant("int8-static").agreement_top1
+
+
+def test_the_run_folder_itself_is_refused_as_the_output(lenet_run: Path):
+    before = sorted(p.name for p in lenet_run.iterdir())
+    with pytest.raises(CompressError, match="is the run folder"):
+        run_compression(CompressSource(run_dir=lenet_run), CompressSpec(quantize="fp16"), lenet_run)
+    assert sorted(p.name for p in lenet_run.iterdir()) == before
+
+
+def test_a_second_run_into_the_folder_leaves_only_its_own_plots(tmp_path: Path):
+    out = tmp_path / "out"
+    spec = CompressSpec(prune=0.5, sweep=True, latency_runs=2)
+    run_compression(CompressSource(model="lenet5"), spec, out)
+    assert (out / "sweep.png").is_file()
+    report = run_compression(
+        CompressSource(model="lenet5"), CompressSpec(quantize="fp16", latency_runs=2), out
+    )
+    assert not (out / "sweep.png").exists() and not report.sweep  # the old sweep's picture is gone
+    assert (out / "quality_vs_size.png").is_file()

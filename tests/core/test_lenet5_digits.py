@@ -167,3 +167,22 @@ def test_augmented_fine_tuning_sees_digits_as_the_model_was_trained():
         (expected - zoo.LENET5_DIGITS_PREPROCESS.mean[0]) / zoo.LENET5_DIGITS_PREPROCESS.std[0],
         atol=0.05,
     )
+
+
+def test_the_held_out_digit_folder_is_what_lenet5_never_trained_on(tmp_path):
+    from cnn_explorer.core.digits import held_out_digits, stratified_split, write_digit_folder
+    from cnn_explorer.core.images import open_image
+
+    images, labels = held_out_digits()
+    assert len(labels) == len(images) == 359  # the shipped weights' stated test size
+    train, test = stratified_split(np.arange(10).repeat(50))
+    assert len(test) == 100 and not set(train) & set(test)
+    root = write_digit_folder(tmp_path / "digits", per_class=3)
+    files = sorted(root.glob("*/*.png"))
+    assert len(files) == 30 and {f.parent.name for f in files} == {str(d) for d in range(10)}
+    loaded = zoo.load_model("lenet5")
+    right = 0
+    for f in files:
+        x = loaded.preprocess(open_image(f).pixels)[None]
+        right += int(loaded.model(x).argmax()) == int(f.parent.name)
+    assert right >= 28

@@ -18,7 +18,9 @@ from cnn_explorer.core.control import Control, checkpoint
 
 __all__ = ["Latency", "Predictions", "Quality", "latency", "predict", "quality"]
 
-WARMUP_RUNS = 3
+WARMUP_RUNS = 5
+MIN_RUNS = 10  # fewer timed runs cannot outvote one pause of a busy machine
+MIN_SECONDS = 0.25  # and at least this long per model: a 0.2 ms LeNet-5 gets hundreds of runs
 
 
 @dataclass(frozen=True)
@@ -77,20 +79,27 @@ def latency(
     engine: str | None = None,
     control: Control | None = None,
 ) -> Latency:
-    """Median milliseconds of ``variant(x)`` and of ``original(x)`` over ``runs`` alternating runs each."""
+    """Median milliseconds of ``variant(x)`` and of ``original(x)``, alternating, over ``runs`` runs each (at
+    least MIN_RUNS, and until each model has run for MIN_SECONDS)."""
     times: dict[str, list[float]] = {"original": [], "variant": []}
     order = (("original", original), ("variant", variant))
     with q.engine(engine), torch.inference_mode():
         for _ in range(WARMUP_RUNS):
             original(x)
             variant(x)
-        for i in range(runs):
+        i = 0
+        spent = 0.0
+        while i < max(runs, MIN_RUNS) or spent < MIN_SECONDS:
             checkpoint(control)
             # alternate which goes first, so neither always runs on a cache the other warmed
             for name, model in order if i % 2 == 0 else order[::-1]:
                 start = time.perf_counter()
                 model(x)
                 times[name].append(time.perf_counter() - start)
+            spent = min(sum(times["original"]), sum(times["variant"]))
+            i += 1
+            if i >= 100 * max(runs, MIN_RUNS):
+                break  # (a model too fast to time: enough)
     return Latency(
         1000.0 * statistics.median(times["variant"]),
         1000.0 * statistics.median(times["original"]),

@@ -40,7 +40,15 @@ from cnn_explorer.core.compress.spec import (
 )
 from cnn_explorer.core.compress.store import save_variant
 from cnn_explorer.core.compress.sweep import sparsity_sweep
-from cnn_explorer.core.compress.variants import Made, calibration_images, make_pruned, make_quantized, recipe
+from cnn_explorer.core.compress.variants import (
+    Made,
+    calibration_images,
+    make_pruned,
+    make_quantized,
+    recalibrate,
+    recalibration_batches,
+    recipe,
+)
 from cnn_explorer.core.control import Control, checkpoint, report
 from cnn_explorer.core.outdir import OutputDirError, prepare_output_dir
 from cnn_explorer.core.runs import pid_alive, write_json_atomic
@@ -152,7 +160,11 @@ def _stale_staging(out: Path) -> None:
 
 
 def _publish(stage: Path, out: Path) -> None:
-    """Move the finished files into ``out``: the models first, report.json last."""
+    """Move the finished files into ``out``: the models first, report.json last. An earlier run's plots
+    that this one does not draw again are removed, so the folder's pictures are this report's."""
+    for old in (*out.glob("weights_*.png"), out / "sweep.png", out / "quality_vs_size.png"):
+        if old.is_file() and not (stage / old.name).exists():
+            old.unlink()
     (out / COMPRESSED_DIR).mkdir(exist_ok=True)
     for f in sorted((stage / COMPRESSED_DIR).iterdir()):
         os.replace(f, out / COMPRESSED_DIR / f.name)
@@ -191,6 +203,7 @@ def _make_all(run: _Run) -> None:
     if spec.prune is not None or spec.per_layer:
         run.stage_event("Pruning")
         final, masks = make_pruned(base, spec)
+        recalibrate(final, base, spec, control)
         run.add(final)
         if spec.finetune_epochs:
             run.stage_event(f"Fine-tuning the pruned model for {spec.finetune_epochs} epoch(s)")
@@ -205,12 +218,14 @@ def _make_all(run: _Run) -> None:
             run.report.quantization_flow = made.recipe["quantization_flow"]
             run.add(made)
     if spec.sweep:
+        batches = recalibration_batches(base, spec, control)
         run.report.sweep = sparsity_sweep(
             base.model,
             base.images,
             run.reference,
             base.images.labels,
             on_level=lambda level: run.stage_event(f"Sparsity sweep: {level:.0%}"),
+            recalibrate=batches,
             control=control,
         )
 
@@ -229,6 +244,11 @@ def run_compression(
     """Make, save and measure the variants into ``out_dir``; CompressError for bad input, Cancelled when
     cancelled (the folder is then as it was)."""
     check_inputs(source, spec)  # the layer names are checked once the model is loaded
+    if source.run_dir is not None and Path(out_dir).expanduser().resolve() == source.run_dir.resolve():
+        raise CompressError(
+            f"The output folder is the run folder {source.run_dir} itself: choose another (e.g. "
+            f"{source.run_dir / 'compressed'}) so the run's own files stay as they are."
+        )
     try:
         out = prepare_output_dir(out_dir)
     except OutputDirError as exc:
@@ -248,6 +268,12 @@ def run_compression(
         quality_vs_size_png(stage / "quality_vs_size.png", run.report)
         sweep_png(stage / "sweep.png", run.report)
         weights_png(stage / histogram_file_name(run.layer), run.report.histograms)
+        fp32 = run.report.variant("fp32")
+        if not 0.8 <= fp32.latency_ratio <= 1.25:  # the original timed against itself
+            run.report.notes.append(
+                f"Timing was noisy: the original timed against itself came out at {fp32.latency_ratio:.2f}×, "
+                "so the latency ratios are uncertain; run again on a quieter machine or with more runs."
+            )
         write_json_atomic(stage / REPORT_FILE, run.report.to_dict())
         _publish(stage, out)
         report(control, CompressStage("Done", total, total))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -108,10 +108,20 @@ def quantize_dynamic_int8(model: nn.Module, engine_name: str) -> nn.Module:
 # -- static -------------------------------------------------------------------------------------------
 
 
-def _qconfig_mapping(engine_name: str):  # -> QConfigMapping
+def _qconfig_mapping(engine_name: str, float_layers: Sequence[str] = ()):  # -> QConfigMapping
     from torch.ao.quantization import get_default_qconfig_mapping
 
-    return get_default_qconfig_mapping(engine_name)
+    mapping = get_default_qconfig_mapping(engine_name)
+    for name in float_layers:
+        mapping = mapping.set_module_name(name, None)
+    return mapping
+
+
+def first_conv(model: nn.Module) -> str | None:
+    """The first convolution's name: static int8 keeps it float32. It sees the raw pixels and holds few
+    weights (Lite0's stem: 864 of 3.4 M), and quantizing it cost EfficientNet-Lite0 on the silhouettes one
+    more point of accuracy (92 % against 93 %, fp32 95 %) for a file 3 KB smaller."""
+    return next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
 
 
 def _refuse_untraceable(model: nn.Module) -> None:
@@ -127,16 +137,19 @@ def check_static(model: nn.Module) -> None:
     _refuse_untraceable(graph_ready(copy.deepcopy(model)))
 
 
-def prepare_static(model: nn.Module, engine_name: str, example: Tensor) -> nn.Module:
+def prepare_static(
+    model: nn.Module, engine_name: str, example: Tensor, float_layers: Sequence[str] = ()
+) -> nn.Module:
     """``model`` (changed: see ``tracing.graph_ready``) with observers inserted, ready to calibrate;
-    CompressError naming the part FX cannot handle."""
+    ``float_layers`` stay float32. CompressError naming the part FX cannot handle."""
     from torch.ao.quantization.quantize_fx import prepare_fx
 
     model = graph_ready(model)
     _refuse_untraceable(model)
     with engine(engine_name):
         try:
-            return prepare_fx(model, _qconfig_mapping(engine_name), example_inputs=(example,))
+            mapping = _qconfig_mapping(engine_name, float_layers)
+            return prepare_fx(model, mapping, example_inputs=(example,))
         except Exception as exc:
             raise CompressError(
                 f"Static int8 quantization cannot handle this model ({first_line(exc)}). "
@@ -163,6 +176,7 @@ def quantize_static_int8(
     calibration: Iterable[Tensor],
     *,
     on_batch: Callable[[], None] | None = None,
+    float_layers: Sequence[str] = (),
 ) -> nn.Module:
     """A static int8 copy of ``model``: same-padding convolutions standardised, conv+BN(+ReLU) fused,
     observers calibrated on the ``calibration`` batches (``on_batch`` is called before each: a cancel
@@ -171,7 +185,7 @@ def quantize_static_int8(
     first = next(batches, None)
     if first is None:
         raise CompressError("Static int8 quantization needs at least one image to calibrate on.")
-    prepared = prepare_static(copy.deepcopy(model), engine_name, first[:1])
+    prepared = prepare_static(copy.deepcopy(model), engine_name, first[:1], float_layers)
     with engine(engine_name), torch.no_grad():  # observers update their buffers: not inference mode
         for batch in (first, *batches):
             if on_batch is not None:

@@ -102,7 +102,8 @@ def _structure(ckpt: dict, recipe: dict) -> nn.Module:
     if mode == "int8-dynamic":
         return q.quantize_dynamic_int8(model, engine)
     shape = [int(v) for v in recipe["input_shape"]]
-    prepared = q.prepare_static(model, engine, torch.zeros(shape))
+    float_layers = [str(n) for n in recipe.get("float_layers", [])]
+    prepared = q.prepare_static(model, engine, torch.zeros(shape), float_layers)
     return q.convert_static(prepared, engine)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
+from cnn_explorer.core.compress.batchnorm import recalibrate_batch_norm
 from cnn_explorer.core.compress.evalset import EvalImages
 from cnn_explorer.core.compress.measure import Predictions, predict, quality
 from cnn_explorer.core.compress.prune import param_counts, prune_global
@@ -24,9 +25,12 @@ def sparsity_sweep(
     *,
     levels: Sequence[float] = SWEEP_SPARSITIES,
     on_level: Callable[[float], None] | None = None,
+    recalibrate: Sequence[Tensor] = (),
     control: Control | None = None,
 ) -> list[SweepPoint]:
-    """One point per level: accuracy with ``labels``, else agreement with ``reference`` (the original's)."""
+    """One point per level: accuracy with ``labels``, else agreement with ``reference`` (the original's).
+    ``recalibrate``: training batches the pruned model's batch norms measure their statistics on again,
+    as the pruned variant's do."""
     points: list[SweepPoint] = []
     for level in levels:
         if on_level is not None:
@@ -34,6 +38,8 @@ def sparsity_sweep(
         pruned = copy.deepcopy(model)
         if level > 0:
             prune_global(pruned, level)
+            if recalibrate:
+                recalibrate_batch_norm(pruned, recalibrate, control=control)
         q = quality(predict(pruned, images, control=control), reference, labels)
         value = q.accuracy if q.accuracy is not None else q.agreement_top1
         points.append(

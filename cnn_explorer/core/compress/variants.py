@@ -7,10 +7,11 @@ import random
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from cnn_explorer.core.compress import quantize as q
 from cnn_explorer.core.compress.base import Base
+from cnn_explorer.core.compress.batchnorm import has_batch_norm, recalibrate_batch_norm
 from cnn_explorer.core.compress.evalset import EvalImages
 from cnn_explorer.core.compress.padding import same_padding_convs
 from cnn_explorer.core.compress.prune import (
@@ -114,6 +115,33 @@ def make_pruned(base: Base, spec: CompressSpec) -> tuple[Made, Masks]:
     return Made(name, model, r, notes=notes), masks
 
 
+def recalibration_batches(base: Base, spec: CompressSpec, control: Control | None) -> list[Tensor]:
+    """Batches of training images for batch-norm statistics; [] without training images or batch norms."""
+    if base.train_scan is None or not base.train_scan.train or not has_batch_norm(base.model):
+        return []
+    images, _ = calibration_images(base, spec, control)
+    return images.calibration(spec.calibration_batches)
+
+
+def recalibrate(made: Made, base: Base, spec: CompressSpec, control: Control | None) -> None:
+    """A pruned variant's batch norms measure their statistics again (see ``batchnorm``); its notes say so."""
+    if not has_batch_norm(made.model):
+        return
+    batches = recalibration_batches(base, spec, control)
+    seen = recalibrate_batch_norm(made.model, batches, control=control) if batches else 0
+    if seen:
+        made.notes.append(
+            f"Batch-norm statistics measured again on {seen} training images after pruning (no labels, "
+            "no weight changes): the pruned layers' outputs have other means and variances."
+        )
+        made.recipe["batch_norm_recalibrated_on"] = seen
+    else:
+        made.notes.append(
+            "Batch-norm statistics not measured again: there are no training images (judging images must "
+            "not tune the model)."
+        )
+
+
 def calibration_images(base: Base, spec: CompressSpec, control: Control | None) -> tuple[EvalImages, str]:
     """The images static int8 calibrates on: training images when there are (a seeded sample), else the
     images the variants are judged on."""
@@ -180,12 +208,19 @@ def make_quantized(
     images, what = calibration
     batches = images.calibration(spec.calibration_batches)
     padded = len(same_padding_convs(model))
-    quantized = q.quantize_static_int8(model, flow_engine, batches, on_batch=lambda: checkpoint(control))
+    stem = q.first_conv(model)
+    float_layers = [stem] if stem is not None else []
+    quantized = q.quantize_static_int8(
+        model, flow_engine, batches, on_batch=lambda: checkpoint(control), float_layers=float_layers
+    )
     r["standardised_same_padding"] = padded > 0
+    r["float_layers"] = float_layers
     notes = [
         f"Calibrated on {what} ({len(batches)} batch(es)); convolutions fused with their BatchNorm, "
         "so the int8 weights include its scale."
     ]
+    if stem is not None:
+        notes.append(f"The first convolution ({stem}) stays float32: it sees the raw pixels.")
     if padded:
         notes.append(
             f"{padded} same-padding convolutions were rewritten as standard ones first (same outputs)."

@@ -29,6 +29,7 @@ from cnn_explorer.core.compress.spec import (
     CompressSpec,
     CompressStage,
 )
+from cnn_explorer.core.digits import write_digit_folder
 from cnn_explorer.core.training import EpochEnd, Notice, RunStarted, StepEnd
 from cnn_explorer.qt.pages.base import Page, ScrollContent
 from cnn_explorer.qt.pages.compress.form_panel import CompressForm, FormError
@@ -95,15 +96,16 @@ class CompressPage(Page):
         return self._request is not None
 
     def prepare_screenshot(self) -> None:
-        """A real, small compression: LeNet-5 on the bundled photos, pruned 50 %, int8-static and the
-        sweep, into a temporary folder; it is cancelled if it takes too long."""
+        """A real, small compression: LeNet-5 judged on 200 held-out UCI digits (accuracy), pruned 50 %,
+        int8-static and the sweep, into a temporary folder; it is cancelled if it takes too long."""
         if self.is_running():
             return
         self._demo_dir = tempfile.TemporaryDirectory(prefix="cnn-explorer-compress-")
+        digits = write_digit_folder(Path(self._demo_dir.name) / "digits", per_class=20)
         form = self.form
         form.set_model("lenet5")
         form.weights_edit.clear()
-        form.data_edit.clear()
+        form.data_edit.setText(str(digits))
         form.prune_combo.setCurrentIndex(form.prune_combo.findData("global"))
         form.prune_spin.setValue(50)
         form.finetune_spin.setValue(0)
