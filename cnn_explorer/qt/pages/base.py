@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from cnn_explorer.core.images import LoadedImage
@@ -18,6 +18,17 @@ class ScrollContent(QWidget):
 
     def heightForWidth(self, width: int) -> int:
         return self.minimumSizeHint().height()
+
+
+def form_scroll(content: QWidget) -> QScrollArea:
+    """A form column in a frameless scroll area that scrolls only up and down (a short window scrolls
+    the form; it never grows a horizontal bar)."""
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(content)
+    return scroll
 
 
 class Page(QWidget):

@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -27,7 +26,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
-    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -35,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from cnn_explorer.core import zoo
 from cnn_explorer.core.compress.spec import QUANTIZE_MODES, SWEEP_SPARSITIES, CompressSource, CompressSpec
+from cnn_explorer.qt.pages.base import form_scroll
 from cnn_explorer.qt.style import MUTED, NOTICE_STYLE, SMALL_MUTED_STYLE
 
 WIDTH = 350
@@ -122,11 +121,7 @@ class CompressForm(QWidget):
         self.error_label.hide()
         col.addWidget(self.error_label)
         col.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(content)
+        scroll = form_scroll(content)
 
         self.run_button = QPushButton("▶ Run")
         self.run_button.setStyleSheet("font-weight: 600; padding: 6px;")

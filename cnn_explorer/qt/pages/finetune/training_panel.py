@@ -7,9 +7,10 @@ the buttons live in :class:`~cnn_explorer.qt.pages.finetune.training.TrainingBin
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QPushButton, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
+from cnn_explorer.qt.pages.base import form_scroll
 from cnn_explorer.qt.pages.finetune.dataset_panel import DatasetPanel
 from cnn_explorer.qt.widgets.training_settings import TrainingSettingsForm
 
@@ -34,11 +35,7 @@ class TrainingPanel(QWidget):
         self.form = TrainingSettingsForm()
         col.addWidget(self.form)
         col.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(content)
+        scroll = form_scroll(content)
 
         self.start_button = QPushButton("▶ Start")
         self.start_button.setToolTip("Train a new run with these settings (saved in the runs folder)")
