@@ -12,14 +12,13 @@ from PySide6.QtCore import QPointF, Qt
 from cnn_explorer.core.compress.spec import CompressReport, SweepPoint, VariantReport, WeightHistogram
 from cnn_explorer.qt.widgets.compress_plots import (
     QualityVsSize,
-    SparsityBars,
     SweepChart,
-    WeightHistogramView,
     how_far,
     percent_ticks,
     quality_range,
 )
 from cnn_explorer.qt.widgets.compress_table import CompressTable, size_ratio_text, size_text
+from cnn_explorer.qt.widgets.compress_weights import SparsityBars, WeightHistogramView
 
 PARAMS = 61_706
 

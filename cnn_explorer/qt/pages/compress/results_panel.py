@@ -16,11 +16,10 @@ from PySide6.QtWidgets import QGridLayout, QTabWidget, QVBoxLayout, QWidget
 from cnn_explorer.core.compress.spec import CompressReport
 from cnn_explorer.qt.widgets.compress_plots import (
     QualityVsSize,
-    SparsityBars,
     SweepChart,
-    WeightHistogramView,
 )
 from cnn_explorer.qt.widgets.compress_table import CompressTable
+from cnn_explorer.qt.widgets.compress_weights import SparsityBars, WeightHistogramView
 from cnn_explorer.qt.widgets.training_plots import TrainingPlots
 
 
