@@ -50,6 +50,8 @@ _HEAVY_COMMANDS = (
     "lr-find",
     "architectures",
     "compress",
+    "export",
+    "code",
 )
 
 
@@ -83,9 +85,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     if _needs_heavy_commands(sys.argv[1:] if argv is None else argv):
         from cnn_explorer import (
             cli_architectures,
+            cli_code,
             cli_compare,
             cli_compress,
             cli_explore,
+            cli_export,
             cli_guide,
             cli_lab,
             cli_lrfind,
@@ -102,6 +106,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         cli_probe.register(sub)
         cli_architectures.register(sub)
         cli_compress.register(sub)
+        cli_export.register(sub)
+        cli_code.register(sub)
     return parser
 
 

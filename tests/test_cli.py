@@ -40,6 +40,8 @@ def test_all_commands_are_there_when_asked_for(argv):
         "lr-find",
         "architectures",
         "compress",
+        "export",
+        "code",
     }
 
 

@@ -98,6 +98,7 @@ def screenshot(
         if not window.grab().save(str(path)):
             raise RuntimeError(f"could not write {path}")
         written.append(path)
+    written += _code_screenshots(window, outdir)
     lab = next((p for p in window.pages if type(p).__name__ == "OpsLabPage"), None)
     if lab is not None:
         written += _lab_screenshots(window, lab, outdir, size)
@@ -108,6 +109,30 @@ def screenshot(
     window.close()
     app.processEvents()
     (outdir / ".screenshot-settings.ini").unlink(missing_ok=True)
+    return written
+
+
+CODE_SHOTS = {"OpsLabPage": "code-lab", "NetworkPage": "code-explorer", "FineTunePage": "code-finetune"}
+
+
+def _code_screenshots(window: QWidget, outdir: Path) -> list[Path]:
+    """The "Show the code" panel of the lab, the explorer and the fine-tune page, as each page is now."""
+    written = []
+    for index, page in enumerate(window.pages):
+        name = CODE_SHOTS.get(type(page).__name__)
+        if name is None:
+            continue
+        window.show_page(index)
+        wait_until(lambda: not window.is_busy(), 300)
+        panel = window.show_code()
+        if panel is None:  # the page has nothing to show code for (said in the status bar)
+            continue
+        wait_until(lambda: False, 0.2)
+        path = outdir / f"{name}.png"
+        if not panel.grab().save(str(path)):
+            raise RuntimeError(f"could not write {path}")
+        panel.close()
+        written.append(path)
     return written
 
 

@@ -16,7 +16,9 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QMessageBox,
+    QPushButton,
     QStackedWidget,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -32,6 +34,7 @@ from cnn_explorer.core.images import (
 )
 from cnn_explorer.qt import workers
 from cnn_explorer.qt.pages.base import Page
+from cnn_explorer.qt.widgets.code_panel import CodePanel
 
 IMAGE_FILTER = "Images ({})".format(" ".join(f"*{s}" for s in SUPPORTED_SUFFIXES)) + ";;All files (*)"
 STATUS_TIMEOUT_MS = 8000
@@ -76,7 +79,6 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
-        self.sidebar.setFixedWidth(170)
         self.sidebar.setIconSize(QSize(20, 20))
         for page in self.pages:
             self.stack.addWidget(page)
@@ -88,11 +90,24 @@ class MainWindow(QMainWindow):
             "QListWidget#sidebar::item { padding: 10px 8px; }"
         )
 
+        self.code_button = QPushButton("</>  Show the code")
+        self.code_button.setToolTip(
+            "The plain PyTorch behind what this page shows, with its settings (Ctrl+Shift+C)"
+        )
+        self.code_button.clicked.connect(self.show_code)
+        self.code_panel: CodePanel | None = None
+        side = QWidget()
+        side.setFixedWidth(170)
+        side_column = QVBoxLayout(side)
+        side_column.setContentsMargins(0, 0, 0, 6)
+        side_column.setSpacing(6)
+        side_column.addWidget(self.sidebar, 1)
+        side_column.addWidget(self.code_button)
         central = QWidget()
         row = QHBoxLayout(central)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(0)
-        row.addWidget(self.sidebar)
+        row.addWidget(side)
         row.addWidget(self.stack, 1)
         self.setCentralWidget(central)
 
@@ -136,6 +151,11 @@ class MainWindow(QMainWindow):
                 view_menu, page.title, lambda _=False, i=i: self.show_page(i), QKeySequence(f"Ctrl+{i + 1}")
             )
 
+        view_menu.addSeparator()
+        self.action_code = self._action(
+            view_menu, "Show the &code…", self.show_code, QKeySequence("Ctrl+Shift+C")
+        )
+
         help_menu = self.menuBar().addMenu("&Help")
         self.action_about = self._action(help_menu, "&About CNN Explorer", self.show_about)
 
@@ -175,6 +195,25 @@ class MainWindow(QMainWindow):
                 by_name[name].open_in_explorer.connect(open_checkpoint)
         if "GalleryPage" in by_name:
             by_name["GalleryPage"].open_in_explorer.connect(open_zoo_model)
+
+    # -- code -------------------------------------------------------------------------------------
+    @Slot()
+    def show_code(self) -> CodePanel | None:
+        """The current page's PyTorch in a read-only panel (one panel, reused), or why there is none."""
+        page = self.pages[self.stack.currentIndex()]
+        try:
+            code = page.code()
+        except Exception as exc:  # generating must never take the window down
+            code = f"Cannot write the code for this page: {type(exc).__name__}: {exc}"
+        if isinstance(code, str):
+            self.show_status(code)
+            return None
+        if self.code_panel is None:
+            self.code_panel = CodePanel(self)
+        self.code_panel.set_files(code.title, code.files)
+        self.code_panel.show()
+        self.code_panel.raise_()
+        return self.code_panel
 
     # -- images -----------------------------------------------------------------------------------
     @Slot()

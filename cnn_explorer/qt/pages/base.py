@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
@@ -31,11 +33,23 @@ def form_scroll(content: QWidget) -> QScrollArea:
     return scroll
 
 
+@dataclass(frozen=True)
+class PageCode:
+    """The PyTorch behind what a page shows: a title and its files (name -> code)."""
+
+    title: str
+    files: dict[str, str]
+
+
 class Page(QWidget):
     """A page of the main window. Subclasses override what they need; the defaults do nothing."""
 
     status_message = Signal(str)
     title = ""
+
+    def code(self) -> PageCode | str:
+        """The code for "Show the code", or why there is none now (a line for the status bar)."""
+        return "This page has no code to show."
 
     def set_image(self, loaded: LoadedImage) -> None:
         """The user opened an image (the app starts with the bundled cat)."""

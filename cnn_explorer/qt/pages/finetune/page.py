@@ -35,6 +35,7 @@ from cnn_explorer.core.data import DatasetScan
 from cnn_explorer.core.images import LoadedImage
 from cnn_explorer.qt.pages.base import Page, ScrollContent
 from cnn_explorer.qt.pages.finetune.banner import Banner
+from cnn_explorer.qt.pages.finetune.code import RunCode
 from cnn_explorer.qt.pages.finetune.dataset import DatasetBinding
 from cnn_explorer.qt.pages.finetune.guide_panel import GuidePanel
 from cnn_explorer.qt.pages.finetune.history_panel import HistoryPanel
@@ -53,7 +54,7 @@ from cnn_explorer.qt.workers import Job, LatestRunner
 DEMO_TIMEOUT_MS = 45_000  # the screenshot's demo run is stopped if the machine is too slow for it
 
 
-class FineTunePage(DatasetBinding, TrainingBinding, TransferBinding, RunsBinding, Page):
+class FineTunePage(DatasetBinding, TrainingBinding, TransferBinding, RunsBinding, RunCode, Page):
     title = "Fine-tune"
     open_in_explorer = Signal(str, str)  # checkpoint path, image path ("" for none)
 
@@ -161,6 +162,7 @@ class FineTunePage(DatasetBinding, TrainingBinding, TransferBinding, RunsBinding
     def _build_results_tab(self) -> QWidget:
         self.results = ResultsPanel()
         self.results.open_requested.connect(self.emit_open_in_explorer)
+        self.results.export_requested.connect(self.export_run)
         self.confusion_view = self.results.confusion_view
         self.gallery = self.results.gallery
         self.explorer_image_label = self.results.explorer_image_label
@@ -267,6 +269,7 @@ class FineTunePage(DatasetBinding, TrainingBinding, TransferBinding, RunsBinding
         training = self.is_training()
         self.training_panel.set_running(training, self._stopping, startable=self._scan is not None)
         self.open_explorer_button.setEnabled(not training and self.explorer_checkpoint() is not None)
+        self.results.export_button.setEnabled(not training and self.explorer_checkpoint() is not None)
         self.history_panel.set_locked(training)
 
     def _set_banner(self, rich_text: str, kind: str) -> None:

@@ -40,6 +40,7 @@ class ResultsPanel(QWidget):
     """
 
     open_requested = Signal()
+    export_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -71,6 +72,10 @@ class ResultsPanel(QWidget):
         explorer.addWidget(self.explorer_image_label, 1)
         explorer.addWidget(self.choose_image_button)
         explorer.addWidget(self.open_explorer_button)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Save this run's model as ONNX, TorchScript or safetensors, verified")
+        self.export_button.clicked.connect(lambda: self.export_requested.emit())
+        explorer.addWidget(self.export_button)
         images = QHBoxLayout()  # the cell's images, and why the clicked one was classified so
         images.addWidget(self.gallery, 1)
         images.addWidget(self.cam_view)

@@ -39,6 +39,7 @@ class ModelBar(QWidget):
     open_file_clicked = Signal()
     cancel_clicked = Signal()
     compare_clicked = Signal()
+    export_clicked = Signal()
     close_clicked = Signal()
 
     def __init__(self, title: str = "Model", *, side_b: bool = False, parent: QWidget | None = None) -> None:
@@ -98,6 +99,13 @@ class ModelBar(QWidget):
         row.addWidget(self.badge)
         row.addWidget(self.status_stack, 1)
         row.addWidget(self.open_button)
+        if not side_b:
+            self.export_button = QPushButton("Export…")
+            self.export_button.setToolTip(
+                "Save this model as ONNX, TorchScript or safetensors, checked against the app's own numbers"
+            )
+            self.export_button.clicked.connect(self.export_clicked)
+            row.addWidget(self.export_button)
         row.addWidget(self.compare_button)
 
         self.model_combo.currentIndexChanged.connect(self._on_index)

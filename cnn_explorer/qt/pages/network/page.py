@@ -23,6 +23,7 @@ from cnn_explorer.core.trust import CodeTrust
 from cnn_explorer.qt import style
 from cnn_explorer.qt.pages.base import Page, ScrollContent
 from cnn_explorer.qt.pages.network.centre import CentrePanel
+from cnn_explorer.qt.pages.network.code import ExplorerCode
 from cnn_explorer.qt.pages.network.compare_panel import ComparePanel
 from cnn_explorer.qt.pages.network.digit_input import DigitInput
 from cnn_explorer.qt.pages.network.drawing import Drawing
@@ -39,7 +40,7 @@ _STEP_KEYS = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_PageUp: -10, Qt.
 _CHANNEL_KEYS = {Qt.Key.Key_Left: -1, Qt.Key.Key_Right: 1}
 
 
-class NetworkPage(ModelBinding, Drawing, DigitInput, Page):
+class NetworkPage(ModelBinding, Drawing, DigitInput, ExplorerCode, Page):
     title = "Network explorer"
     view_ready = Signal(str)  # the current layer's view (grid, statistics, channel) is on screen; its name
 
@@ -166,6 +167,7 @@ class NetworkPage(ModelBinding, Drawing, DigitInput, Page):
             bar.open_file_clicked.connect(lambda side=side: self.choose_model_file(side))
             bar.cancel_clicked.connect(self.sides[side].cancel)
         self.bar_a.compare_clicked.connect(self.compare_with_default)
+        self.bar_a.export_clicked.connect(self.export_model)
         self.bar_b.close_clicked.connect(self.session.close_compare)
         self.layer_panel.layer_chosen.connect(self.set_layer)
         self.layer_panel.step_clicked.connect(self.step_layer)

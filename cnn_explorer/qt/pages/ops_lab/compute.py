@@ -77,10 +77,15 @@ def _clamped_cell(cell: tuple[int, ...] | None, shape: tuple[int, ...]) -> tuple
     return spot
 
 
-def _backward(result: LabResult, request: BackwardRequest) -> tuple[LabGradients, tuple[int, ...] | None]:
+def upstream_for(result: LabResult, request: BackwardRequest) -> tuple[np.ndarray, tuple[int, ...] | None]:
+    """The gradient dL/d(output) the request asks for, and the output cell it starts from (if one)."""
     shape = result.output.shape
     cell = _clamped_cell(request.cell, shape) if request.kind == "cell" else None
-    upstream = upstream_gradient(request.kind, shape, cell=cell, seed=request.seed)
+    return upstream_gradient(request.kind, shape, cell=cell, seed=request.seed), cell
+
+
+def _backward(result: LabResult, request: BackwardRequest) -> tuple[LabGradients, tuple[int, ...] | None]:
+    upstream, cell = upstream_for(result, request)
     return lab_backward(result, upstream), cell
 
 

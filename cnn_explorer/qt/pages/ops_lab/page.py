@@ -32,6 +32,7 @@ from cnn_explorer.qt.pages.ops_lab.activation_view import ActivationView
 from cnn_explorer.qt.pages.ops_lab.backward import BackwardView
 from cnn_explorer.qt.pages.ops_lab.bottom import TABS, BottomTabs, SideColumn
 from cnn_explorer.qt.pages.ops_lab.calculators_panel import CalculatorsPanel
+from cnn_explorer.qt.pages.ops_lab.code import LabCode
 from cnn_explorer.qt.pages.ops_lab.compute import LabInput, LabOutcome, compute_lab
 from cnn_explorer.qt.pages.ops_lab.depth_panel import DepthPanel
 from cnn_explorer.qt.pages.ops_lab.examples import CourseExamples
@@ -50,7 +51,7 @@ from cnn_explorer.qt.pages.ops_lab.stepping import StepMode
 from cnn_explorer.qt.workers import Job, JobSlot
 
 
-class OpsLabPage(StepMode, BackwardView, CourseExamples, Screenshots, Page):
+class OpsLabPage(StepMode, BackwardView, CourseExamples, Screenshots, LabCode, Page):
     title = "Operations lab"
 
     def __init__(self, parent: QWidget | None = None) -> None:
