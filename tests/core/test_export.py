@@ -219,3 +219,20 @@ def test_int8_model_refuses_onnx_and_safetensors_but_scripts(lenet, tmp_path: Pa
         export_model(int8, "safetensors", tmp_path / "q.safetensors")
     assert list(tmp_path.iterdir()) == []
     assert export_model(int8, "torchscript", tmp_path / "q.pt").passed
+
+
+def test_a_compressed_variant_exports_and_verifies(tmp_path):
+    """A pruned variant from the compression lab is an ordinary checkpoint: it exports like any model."""
+    from cnn_explorer.core.compress import CompressSource, CompressSpec, run_compression
+    from cnn_explorer.core.export import export_model, resolve_export_source
+
+    report = run_compression(
+        CompressSource(model="lenet5"), CompressSpec(prune=0.5, latency_runs=2), tmp_path / "c"
+    )
+    variant = tmp_path / "c" / report.variant("pruned-50").file
+    source = resolve_export_source(weights=variant)
+    result = export_model(
+        source.loaded, "onnx", tmp_path / "pruned.onnx", images=source.images, origin=source.origin
+    )
+    assert result.verification.passed and result.verification.max_abs_diff <= 1e-4
+    assert (tmp_path / "pruned.json").is_file()
