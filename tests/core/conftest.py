@@ -77,3 +77,26 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_animal_dataset(
         tmp_path_factory.mktemp("tiny") / "animals", per_class=8, classes=["bird", "elephant", "giraffe"]
     )
+
+
+@pytest.fixture(scope="session")
+def make_feature_run(tiny_folder: Path):
+    """``make_feature_run(run_dir) -> run_dir``: a real one-epoch feature-extractor run of the offline
+    Lite0 at 64×64 on ``tiny_folder`` (a few seconds)."""
+    from cnn_explorer.core.train_config import TrainConfig
+    from cnn_explorer.core.training import fit, run_to_end
+
+    def make(run: Path) -> Path:
+        config = TrainConfig(
+            data=str(tiny_folder),
+            model="efficientnet_lite0",
+            strategy="feature-extractor",
+            epochs=1,
+            batch_size=8,
+            image_size=64,
+            allow_download=False,
+        )
+        run_to_end(fit(config, run))
+        return run
+
+    return make

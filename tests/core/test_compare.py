@@ -32,20 +32,9 @@ CLASSES = ["bird", "elephant", "giraffe"]  # tiny_folder's
 
 
 @pytest.fixture(scope="module")
-def feature_run(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def feature_run(make_feature_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real one-epoch feature-extractor run of the offline EfficientNet-Lite0 at 64×64 (a few seconds)."""
-    run = tmp_path_factory.mktemp("compare") / RUN_NAME
-    config = TrainConfig(
-        data=str(tiny_folder),
-        model="efficientnet_lite0",
-        strategy="feature-extractor",
-        epochs=1,
-        batch_size=8,
-        image_size=64,
-        allow_download=False,
-    )
-    run_to_end(fit(config, run))
-    return run
+    return make_feature_run(tmp_path_factory.mktemp("compare") / RUN_NAME)
 
 
 @pytest.fixture(scope="module")

@@ -22,24 +22,12 @@ from cnn_explorer.core.export import (
     resolve_export_source,
 )
 from cnn_explorer.core.images import load_image, sample_images
-from cnn_explorer.core.training import TrainConfig, fit, run_to_end
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_run(make_feature_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real one-epoch feature-extractor run of the offline Lite0 at 64×64 (a few seconds)."""
-    run = tmp_path_factory.mktemp("export") / "run"
-    config = TrainConfig(
-        data=str(tiny_folder),
-        model="efficientnet_lite0",
-        strategy="feature-extractor",
-        epochs=1,
-        batch_size=8,
-        image_size=64,
-        allow_download=False,
-    )
-    run_to_end(fit(config, run))
-    return run
+    return make_feature_run(tmp_path_factory.mktemp("export") / "run")
 
 
 @pytest.fixture(scope="module")
