@@ -89,8 +89,8 @@ def _lab_code(args: argparse.Namespace) -> str:
                 raise _BadInput(str(exc)) from None
             x, settings, source = example.input, example.settings, example.input
         else:
-            x, _ = cli_lab._input(args)
-            settings, _ = cli_lab._settings(args, x)
+            x, _ = cli_lab.lab_input(args)
+            settings, _ = cli_lab.lab_settings(args, x)
             source = x
             if args.image is not None:
                 size = cli_lab.DEFAULT_IMAGE_SIZE if args.size is None else args.size
@@ -98,9 +98,9 @@ def _lab_code(args: argparse.Namespace) -> str:
         upstream: object = "ones"
         if args.backward is not None:
             shape = run_lab(x, settings).output.shape
-            upstream = cli_lab._upstream(args.backward, shape, args.seed)
+            upstream = cli_lab.lab_upstream(args.backward, shape, args.seed)
         return lab_code(settings, source, backward=args.backward is not None, upstream=upstream)
-    except cli_lab._BadInput as exc:
+    except cli_lab.BadLabInput as exc:
         raise _BadInput(str(exc)) from None
     except ValueError as exc:
         raise _BadInput(str(exc)) from None

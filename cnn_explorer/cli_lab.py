@@ -141,7 +141,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_lab_command)
 
 
-class _BadInput(Exception):
+class BadLabInput(Exception):
     """Input that cannot be used; the message says why."""
 
 
@@ -150,44 +150,44 @@ def _kernel(text: str) -> np.ndarray:
     if text.lower() in by_name:
         return KERNEL_PRESETS[by_name[text.lower()]].array
     if not any(ch.isdigit() for ch in text):
-        raise _BadInput(
+        raise BadLabInput(
             f'unknown kernel {text!r}; give a matrix such as "0 1; 1 0", none, or a preset: '
             f"{', '.join(KERNEL_PRESETS)}"
         )
     try:
         return validate_kernel(parse_matrix(text))
     except ValueError as exc:
-        raise _BadInput(f"--conv: {exc}") from None
+        raise BadLabInput(f"--conv: {exc}") from None
 
 
-def _input(args: argparse.Namespace) -> tuple[np.ndarray, str]:
+def lab_input(args: argparse.Namespace) -> tuple[np.ndarray, str]:
     if args.image is not None:
         try:
             image = open_image(args.image)
         except ImageLoadError as exc:
-            raise _BadInput(str(exc)) from None
+            raise BadLabInput(str(exc)) from None
         size = DEFAULT_IMAGE_SIZE if args.size is None else args.size
         try:
             return image_to_input(image.pixels, args.channels or "gray", size), str(image.path)
         except ValueError as exc:
-            raise _BadInput(f"--size: {exc}") from None
+            raise BadLabInput(f"--size: {exc}") from None
     if args.size is not None or args.channels is not None:
-        raise _BadInput("--size and --channels go with --image")
+        raise BadLabInput("--size and --channels go with --image")
     if args.matrix is not None:
         try:
             return parse_matrix(args.matrix), "matrix"
         except ValueError as exc:
-            raise _BadInput(f"--matrix: {exc}") from None
+            raise BadLabInput(f"--matrix: {exc}") from None
     return input_preset(COURSE_MATRIX), COURSE_MATRIX
 
 
-def _settings(args: argparse.Namespace, x: np.ndarray) -> tuple[LabSettings, tuple[str, ...]]:
+def lab_settings(args: argparse.Namespace, x: np.ndarray) -> tuple[LabSettings, tuple[str, ...]]:
     conv_text = COURSE_KERNEL if args.conv is None else args.conv
     conv_on = conv_text.strip().lower() != "none"
     kernel = _kernel(conv_text) if conv_on else np.ones((1, 1))
     filters = 1 if args.filters is None else args.filters
     if not 1 <= filters <= MAX_FILTERS:
-        raise _BadInput(f"--filters must be 1 to {MAX_FILTERS}, got {filters}")
+        raise BadLabInput(f"--filters must be 1 to {MAX_FILTERS}, got {filters}")
     in_channels = 1 if x.ndim == 2 else x.shape[0]
     bank = default_filters(kernel, in_channels, filters)
     bias = 0.0 if args.bias is None else args.bias
@@ -210,20 +210,20 @@ def _settings(args: argparse.Namespace, x: np.ndarray) -> tuple[LabSettings, tup
     return settings, bank.names if conv_on else ()
 
 
-def _upstream(text: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
+def lab_upstream(text: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
     kind = text.strip().lower()
     if kind in ("ones", "random"):
         return upstream_gradient(kind, shape, seed=seed)
     try:
         cell = [int(v) for v in kind.split(",")]
     except ValueError:
-        raise _BadInput(
+        raise BadLabInput(
             f"--backward must be ones, random, ROW,COL or CHANNEL,ROW,COL, not {text!r}"
         ) from None
     try:
         return upstream_gradient("cell", shape, cell=cell)
     except ValueError as exc:
-        raise _BadInput(f"--backward: {exc}") from None
+        raise BadLabInput(f"--backward: {exc}") from None
 
 
 def _values(a: np.ndarray) -> Any:
@@ -376,11 +376,12 @@ def _lab(args: argparse.Namespace) -> int:
         if args.example is not None:
             given = [f"--{o.replace('_', '-')}" for o in _SETTING_OPTIONS if getattr(args, o) is not None]
             if given:
-                raise _BadInput(f"--example brings its own input and settings; leave out {', '.join(given)}")
+                left = ", ".join(given)
+                raise BadLabInput(f"--example brings its own input and settings; leave out {left}")
             try:
                 example = course_example(args.example)
             except ValueError as exc:
-                raise _BadInput(str(exc)) from None
+                raise BadLabInput(str(exc)) from None
             x, settings, names, source = (
                 example.input,
                 example.settings,
@@ -388,24 +389,24 @@ def _lab(args: argparse.Namespace) -> int:
                 f"example {example.key}",
             )
         else:
-            x, source = _input(args)
-            settings, names = _settings(args, x)
+            x, source = lab_input(args)
+            settings, names = lab_settings(args, x)
         try:
             result = run_lab(x, settings)
         except ValueError as exc:
-            raise _BadInput(str(exc)) from None
+            raise BadLabInput(str(exc)) from None
         gradients = None
         if args.backward is not None:
-            gradients = lab_backward(result, _upstream(args.backward, result.output.shape, args.seed))
+            gradients = lab_backward(result, lab_upstream(args.backward, result.output.shape, args.seed))
         if args.json.is_dir():
-            raise _BadInput(f"--json {args.json} is a folder; name a file such as {args.json / 'lab.json'}")
+            raise BadLabInput(f"--json {args.json} is a folder; name a file such as {args.json / 'lab.json'}")
         try:
             prepare_output_dir(args.json.parent)
             if args.png is not None:
                 prepare_output_dir(args.png)
         except OutputDirError as exc:
-            raise _BadInput(str(exc)) from None
-    except _BadInput as exc:
+            raise BadLabInput(str(exc)) from None
+    except BadLabInput as exc:
         return _err(str(exc))
 
     report = lab_report(result, source, names, gradients, args.backward, example)
