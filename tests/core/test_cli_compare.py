@@ -19,27 +19,15 @@ from cnn_explorer.cli import main
 from cnn_explorer.cli_explore import default_layers
 from cnn_explorer.core import zoo
 from cnn_explorer.core.layers import layer_table
-from cnn_explorer.core.training import TrainConfig, fit, run_to_end
 
 RUN_NAME = "20260101-120000_efficientnet_lite0_feature-extractor"
 CLASSES = {"bird", "elephant", "giraffe"}  # tiny_folder's
 
 
 @pytest.fixture(scope="module")
-def feature_run(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def feature_run(make_feature_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real one-epoch feature-extractor run of the offline EfficientNet-Lite0 at 64×64 (a few seconds)."""
-    run = tmp_path_factory.mktemp("cli-compare") / RUN_NAME
-    config = TrainConfig(
-        data=str(tiny_folder),
-        model="efficientnet_lite0",
-        strategy="feature-extractor",
-        epochs=1,
-        batch_size=8,
-        image_size=64,
-        allow_download=False,
-    )
-    run_to_end(fit(config, run))
-    return run
+    return make_feature_run(tmp_path_factory.mktemp("cli-compare") / RUN_NAME)
 
 
 def compare(image: Path, a: str | Path, b: str | Path, out: Path, *more: str) -> int:
