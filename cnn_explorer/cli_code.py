@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from cnn_explorer.cli_train import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from cnn_explorer.core.outdir import OutputDirError, is_disk_full, prepare_output_dir
+from cnn_explorer.core.outdir import OutputDirError, is_disk_full, prepare_output_dir, write_failure
 
 DEFAULT_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "chelsea.png"
 
@@ -170,7 +170,7 @@ def run_code_command(args: argparse.Namespace) -> int:
         try:
             _write(path, text)
         except OSError as exc:
-            why = "the disk is full" if is_disk_full(exc) else (exc.strerror or str(exc))
+            why = write_failure(exc)
             print(f"error: cannot write {path}: {why}", file=err)
             return EXIT_FAILED if is_disk_full(exc) else EXIT_BAD_INPUT
         print(f"Wrote {path}")

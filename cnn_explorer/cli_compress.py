@@ -39,7 +39,7 @@ from cnn_explorer.core.compress import (
 )
 from cnn_explorer.core.control import Cancelled, Control
 from cnn_explorer.core.data import DatasetError
-from cnn_explorer.core.outdir import OutputDirError, is_disk_full, prepare_output_dir
+from cnn_explorer.core.outdir import OutputDirError, prepare_output_dir, write_failure
 
 _INPUT_ERRORS = (CompressError, DatasetError, OutputDirError, zoo.ModelLoadError)
 REPORT_NAME = "report.json"
@@ -182,7 +182,7 @@ def run_compress(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     except OSError as exc:
         progress.close()
-        why = "the disk is full" if is_disk_full(exc) else (exc.strerror or str(exc))
+        why = write_failure(exc)
         print(f"error: cannot write {exc.filename or args.out}: {why}", file=err)
         return EXIT_FAILED
 

@@ -25,7 +25,7 @@ from cnn_explorer.core.export import (
     export_model,
     resolve_export_source,
 )
-from cnn_explorer.core.outdir import is_disk_full
+from cnn_explorer.core.outdir import is_disk_full, write_failure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,7 +94,7 @@ def run_export(args: argparse.Namespace) -> int:
         print("Stopped; nothing was written.", file=err)
         return EXIT_INTERRUPTED
     except OSError as exc:
-        why = "the disk is full" if is_disk_full(exc) else (exc.strerror or str(exc))
+        why = write_failure(exc)
         print(f"error: cannot write {exc.filename or args.out}: {why}", file=err)
         return EXIT_FAILED
 

@@ -30,7 +30,7 @@ from cnn_explorer.cli_train import (
 from cnn_explorer.core import zoo
 from cnn_explorer.core.control import Cancelled, Control
 from cnn_explorer.core.data import DatasetError
-from cnn_explorer.core.outdir import OutputDirError, is_disk_full, prepare_output_dir
+from cnn_explorer.core.outdir import OutputDirError, prepare_output_dir, write_failure
 from cnn_explorer.core.training import OPTIMIZERS, STRATEGIES, ConfigError, TrainConfig
 from cnn_explorer.core.transfer.lr_find import (
     LRFindProgress,
@@ -160,7 +160,7 @@ def run_lr_find(args: argparse.Namespace) -> int:
         print("Stopped; no learning rate suggested.", file=err)
         return EXIT_INTERRUPTED
     except OSError as exc:  # writing the results
-        why = "the disk is full" if is_disk_full(exc) else (exc.strerror or str(exc))
+        why = write_failure(exc)
         print(f"error: cannot write {exc.filename or 'the results'}: {why}", file=err)
         return EXIT_FAILED
     finally:

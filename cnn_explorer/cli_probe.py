@@ -29,7 +29,7 @@ from cnn_explorer.cli_train import (
 from cnn_explorer.core import zoo
 from cnn_explorer.core.control import Cancelled, Control
 from cnn_explorer.core.data import DatasetError, ScanProgress, scan_dataset
-from cnn_explorer.core.outdir import OutputDirError, is_disk_full, prepare_output_dir
+from cnn_explorer.core.outdir import OutputDirError, prepare_output_dir, write_failure
 from cnn_explorer.core.train_config import ConfigError, resolve_device
 from cnn_explorer.core.transfer.probe import (
     ProbeError,
@@ -171,7 +171,7 @@ def run_probe(args: argparse.Namespace) -> int:
         write_probe_csv(report, csv_path)
         write_probe_png(report, png_path)
     except OSError as exc:
-        why = "the disk is full" if is_disk_full(exc) else (exc.strerror or str(exc))
+        why = write_failure(exc)
         print(f"error: cannot write {exc.filename or out}: {why}", file=err)
         return EXIT_FAILED
     print(f"Wrote {csv_path}\nWrote {png_path}")

@@ -42,6 +42,11 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def write_failure(exc: OSError) -> str:
+    """Why a write failed, in the words the commands print: "the disk is full", or the system's reason."""
+    return "the disk is full" if is_disk_full(exc) else (exc.strerror or str(exc))
+
+
 def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
     """Create ``path`` if needed and prove it is writable by creating and removing a file in it."""
     path = Path(path).expanduser()
