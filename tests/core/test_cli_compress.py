@@ -6,12 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from cnn_explorer import cli_compress
 from cnn_explorer.core import zoo
+from cnn_explorer.core.digits import write_digit_folder
 from cnn_explorer.core.images import sample_images
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -26,16 +25,8 @@ def run_cli(*argv: object) -> int:
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory) -> Path:
-    """40 real UCI digits as labelled PNGs (DATA/<digit>/*.png), the way a user would have them."""
-    root = tmp_path_factory.mktemp("digits")
-    with np.load(ASSETS / "uci_digits.npz") as data:
-        images, labels = data["images"], data["labels"]  # (N, 8, 8) in 0..16
-    for i in range(40):
-        folder = root / str(int(labels[i]))
-        folder.mkdir(exist_ok=True)
-        img = (images[i].astype(np.float32) * (255 / 16)).astype(np.uint8)
-        Image.fromarray(img).resize((32, 32), Image.Resampling.NEAREST).save(folder / f"{i}.png")
-    return root
+    """Real held-out UCI digits as labelled PNGs (DATA/<digit>/*.png), the way a user would have them."""
+    return write_digit_folder(tmp_path_factory.mktemp("digits") / "digits", per_class=4)
 
 
 def test_compress_writes_the_report_models_and_plots(tmp_path: Path, digits: Path, capsys):

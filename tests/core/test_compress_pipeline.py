@@ -28,26 +28,13 @@ from cnn_explorer.core.compress import (
     run_compression,
 )
 from cnn_explorer.core.control import Cancelled, Control
-from cnn_explorer.core.images import assets_dir
+from cnn_explorer.core.digits import write_digit_folder
 from cnn_explorer.core.training import EpochEnd, RunStarted, StepEnd
 
 # reading a quantized checkpoint with plain torch.load: torch warns about its own storage classes
 pytestmark = pytest.mark.filterwarnings("ignore:TypedStorage is deprecated:UserWarning")
 
 SPEC = CompressSpec(prune=0.5, finetune_epochs=1, quantize="int8-static", sweep=True, latency_runs=5)
-
-
-def write_digit_folder(root: Path, per_class: int) -> Path:
-    """The first ``per_class`` UCI digits of each class as 8×8 PNGs in root/<digit>/."""
-    with np.load(assets_dir() / "uci_digits.npz") as d:
-        images, labels = d["images"], d["labels"]
-    for digit in range(10):
-        folder = root / str(digit)
-        folder.mkdir(parents=True)
-        for i in np.flatnonzero(labels == digit)[:per_class]:
-            plane = (images[i].astype(np.float32) * (255 / 16)).round().astype(np.uint8)
-            Image.fromarray(plane).save(folder / f"uci_{i:04d}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
