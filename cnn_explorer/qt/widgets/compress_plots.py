@@ -83,7 +83,7 @@ def _plain(html_text: str) -> str:
     return QTextDocumentFragment.fromHtml(html_text).toPlainText()
 
 
-def _style_axes(plot: pg.PlotItem) -> None:
+def style_axes(plot: pg.PlotItem) -> None:
     for side in ("left", "bottom"):
         axis = plot.getAxis(side)
         axis.enableAutoSIPrefix(False)
@@ -91,7 +91,7 @@ def _style_axes(plot: pg.PlotItem) -> None:
         axis.setPen(MUTED)
 
 
-class _Chart(QWidget):
+class Chart(QWidget):
     """Title, a stack of (hint | chart), caption: what every chart here shares."""
 
     def __init__(self, title: str, hint: str, chart: QWidget, parent: QWidget | None = None) -> None:
@@ -137,7 +137,7 @@ class _Chart(QWidget):
 
 
 # -- quality against size ---------------------------------------------------------------------------------
-class QualityVsSize(_Chart):
+class QualityVsSize(Chart):
     variant_selected = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -153,7 +153,7 @@ class QualityVsSize(_Chart):
         self._points: dict[str, tuple[float, float]] = {}  # name -> (x in view coordinates, quality %)
         self._labels: list[pg.TextItem] = []
         self._selected: str | None = None
-        _style_axes(self.plot)
+        style_axes(self.plot)
         self.plot.setLabel("bottom", "size on disk (MB)")
         self.scatter = pg.ScatterPlotItem(pxMode=True)
         self.ring = pg.ScatterPlotItem(
@@ -322,7 +322,7 @@ def how_far(sweep: Sequence[SweepPoint], tolerance_points: float = TOLERANCE_POI
     return reached
 
 
-class SweepChart(_Chart):
+class SweepChart(Chart):
     def __init__(self, parent: QWidget | None = None) -> None:
         self.plot_widget, self.plot = static_plot(200)
         super().__init__(
@@ -332,7 +332,7 @@ class SweepChart(_Chart):
             parent,
         )
         self.report: CompressReport | None = None
-        _style_axes(self.plot)
+        style_axes(self.plot)
         self.plot.setLabel("bottom", "weights pruned, global magnitude (%)")
         self.curve = self.plot.plot(
             pen=pg.mkPen(SIDE_A, width=2.5), symbol="o", symbolSize=9, symbolBrush=SIDE_A, symbolPen="w"
@@ -414,4 +414,4 @@ class SweepChart(_Chart):
 # -- per-layer sparsity -------------------------------------------------------------------------------------
 
 
-__all__ = ["QualityVsSize", "SweepChart", "how_far", "quality_range"]
+__all__ = ["Chart", "QualityVsSize", "SweepChart", "how_far", "quality_range", "style_axes"]

@@ -7,7 +7,7 @@
   exact zeros as their own bar ("pruned zeros: N"), the int8 levels counted in the caption.
 
 Each shows a one-line hint while it has nothing to draw (the charts' shared frame is compress_plots'
-``_Chart``).
+``Chart``).
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ from cnn_explorer.qt.widgets.compress_plots import (
     ROW_PX,
     TOP_AXIS_FROM,
     ZERO_COLOUR,
-    _Chart,
-    _style_axes,
+    Chart,
+    style_axes,
 )
 from cnn_explorer.qt.widgets.plots import static_plot
 from cnn_explorer.qt.widgets.probe_chart import common_prefix
 
 
-class SparsityBars(_Chart):
+class SparsityBars(Chart):
     def __init__(self, parent: QWidget | None = None) -> None:
         self.plot_widget, self.plot = static_plot(120)
         self.scroll = QScrollArea()
@@ -61,7 +61,7 @@ class SparsityBars(_Chart):
         self.variant: VariantReport | None = None
         self._layers: list[tuple[str, float]] = []
         self._ticks: list[str] = []
-        _style_axes(self.plot)
+        style_axes(self.plot)
         self.plot.invertY(True)  # the first layer on top
         self.plot.setLabel("bottom", "weights that are zero (%)")
         self.plot.getAxis("left").setWidth(NAME_AXIS_PX)
@@ -145,7 +145,7 @@ class SparsityBars(_Chart):
 
 
 # -- weight histograms -------------------------------------------------------------------------------------
-class WeightHistogramView(_Chart):
+class WeightHistogramView(Chart):
     def __init__(self, parent: QWidget | None = None) -> None:
         self.graphics = QWidget()
         self.before_widget, self.before_plot = static_plot(90)
@@ -176,7 +176,7 @@ class WeightHistogramView(_Chart):
             ("before", self.before_plot, BEFORE_COLOUR),
             ("after", self.after_plot, AFTER_COLOUR),
         ):
-            _style_axes(plot)
+            style_axes(plot)
             plot.setLabel("left", "weights")
             plot.getAxis("left").setWidth(56)
             self.bars[key] = pg.BarGraphItem(x0=[], x1=[], y0=0, height=[], brush=colour, pen=None)
