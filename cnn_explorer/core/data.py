@@ -14,20 +14,25 @@ message that says what to do. Images that only fail later, while decoding during
 
 from __future__ import annotations
 
+import array
+import itertools
+import operator
 import os
 import random
+import signal
 import stat
+import sys
 import unicodedata
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
 from cnn_explorer.core.control import Control, checkpoint, report
@@ -80,6 +85,286 @@ class ScanProgress:
 Sample = tuple[str, int]  # (path, class index), as torchvision's ImageFolder stores them
 
 
+# -- compact sample lists --------------------------------------------------------------------------------
+
+# Paths are stored as UTF-8 with "surrogatepass": every Python str round-trips, including the lone
+# surrogates of POSIX names that are not valid UTF-8 (os.fsdecode's "surrogateescape" form, \udc80-\udcff)
+# and of Windows names with unpaired UTF-16 halves (which "surrogateescape" could not encode at all).
+_CODEC = ("utf-8", "surrogatepass")
+# Samples decoded at a time when iterating, and taken from the input at a time when building: few
+# temporary Python objects, yet per-chunk (C-speed) encoding and decoding.
+_CHUNK = 4096
+_BUILD_CHUNK = 256
+_MAX_UINT32 = 2**32 - 1
+
+
+def _offset_array(offsets: np.ndarray) -> np.ndarray:
+    """Byte offsets as uint32 while the names fit in 4 GiB (short of ~200 million files), else int64."""
+    if len(offsets) and int(offsets[-1]) > _MAX_UINT32:
+        return offsets.astype(np.int64, copy=False)
+    return offsets.astype(np.uint32, copy=False)
+
+
+def _encode(names: list[str]) -> tuple[bytes, list[int]]:
+    """Names -> their NUL-terminated UTF-8 bytes, joined, and the bytes each takes (NUL included)."""
+    joined = "\0".join(names)
+    if joined.count("\0") != len(names) - 1:
+        raise ValueError("a path cannot contain a NUL character")
+    data = (joined + "\0").encode(*_CODEC)
+    if len(data) == len(joined) + 1:  # all ASCII (the usual case): one byte per character
+        return data, [len(n) + 1 for n in names]
+    return data, [len(n.encode(*_CODEC)) + 1 for n in names]
+
+
+class SampleList(Sequence[Sample]):
+    """An immutable, compact list of ``(path, label)`` samples: a dataset's file list.
+
+    A Python list of tuples costs ~150 bytes a sample, and DataLoader worker processes forked from the
+    trainer copy its pages as soon as they read it (every read touches each object's reference count: the
+    "memory grows with num_workers" problem of PyTorch datasets). Here the samples live in a few numpy arrays
+    whose pages reading never writes: each folder once (``_dirs``), then per sample the index of its folder,
+    its file name (NUL-terminated UTF-8 in one byte buffer, at ``_offsets``) and its label: ~30 bytes a
+    sample. It reads like the list it replaces (indexing, slices, iteration, ``==`` with a list of pairs,
+    ``+``) and pickles as its arrays (DataLoader workers on spawn platforms receive the dataset pickled).
+    """
+
+    __slots__ = ("_dir_index", "_dirs", "_labels", "_names", "_offsets")
+
+    def __init__(self, samples: Iterable[tuple[str, int]] = ()) -> None:
+        if isinstance(samples, SampleList):
+            self._set(samples._dirs, samples._dir_index, samples._names, samples._offsets, samples._labels)
+            return
+        dir_ids: dict[str, int] = {}
+        dir_index = array.array("i")
+        labels = array.array("i")
+        offsets = array.array("I", [0])  # 4 bytes an item (C unsigned int); widened past 4 GiB of names
+        names = bytearray()
+        it = iter(samples)
+        while chunk := list(itertools.islice(it, _BUILD_CHUNK)):
+            chunk_names: list[str] = []
+            for path, label in chunk:
+                path = os.fspath(path)
+                if not isinstance(path, str):
+                    raise TypeError(f"a sample's path must be a str, not {type(path).__name__}")
+                cut = max(path.rfind("/"), path.rfind("\\")) + 1  # any split point round-trips exactly
+                folder = path[:cut]
+                index = dir_ids.get(folder)
+                if index is None:
+                    index = dir_ids[folder] = len(dir_ids)
+                dir_index.append(index)
+                labels.append(operator.index(label))
+                chunk_names.append(path[cut:])
+            data, sizes = _encode(chunk_names)
+            names += data
+            if offsets.typecode == "I" and len(names) > _MAX_UINT32:
+                offsets = array.array("q", offsets)
+            offsets.extend(itertools.islice(itertools.accumulate(sizes, initial=offsets[-1]), 1, None))
+        self._set(
+            tuple(dir_ids),
+            np.frombuffer(dir_index, dtype=np.int32) if dir_index else np.empty(0, np.int32),
+            np.frombuffer(names, dtype=np.uint8) if names else np.empty(0, np.uint8),
+            np.frombuffer(offsets, dtype=np.uint32 if offsets.typecode == "I" else np.int64),
+            np.frombuffer(labels, dtype=np.int32) if labels else np.empty(0, np.int32),
+        )
+
+    def _set(
+        self,
+        dirs: tuple[str, ...],
+        dir_index: np.ndarray,
+        names: np.ndarray,
+        offsets: np.ndarray,
+        labels: np.ndarray,
+    ) -> None:
+        arrays = {"_dir_index": dir_index, "_names": names, "_offsets": offsets, "_labels": labels}
+        for name, a in arrays.items():
+            if a.flags.writeable:
+                a = a.view()
+                a.flags.writeable = False
+            object.__setattr__(self, name, a)
+        object.__setattr__(self, "_dirs", dirs)
+
+    @classmethod
+    def _from_arrays(
+        cls,
+        dirs: tuple[str, ...],
+        dir_index: np.ndarray,
+        names: np.ndarray,
+        offsets: np.ndarray,
+        labels: np.ndarray,
+    ) -> SampleList:
+        new = cls.__new__(cls)
+        new._set(dirs, dir_index, names, offsets, labels)
+        return new
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a SampleList cannot be changed; build a new one")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return SampleList._from_arrays, (
+            self._dirs,
+            self._dir_index,
+            self._names,
+            self._offsets,
+            self._labels,
+        )
+
+    # -- reading --
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def _index(self, i: Any) -> int:
+        i = operator.index(i)
+        n = len(self._labels)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("SampleList index out of range")
+        return i
+
+    def path(self, i: int) -> str:
+        """The path of sample ``i`` (negative counts from the end), without building its tuple."""
+        i = self._index(i)
+        start, end = self._offsets[i : i + 2].tolist()
+        name = self._names[start : end - 1].tobytes().decode(*_CODEC)
+        return self._dirs[self._dir_index[i]] + name
+
+    @overload
+    def __getitem__(self, i: int) -> Sample: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> SampleList: ...
+
+    def __getitem__(self, i: int | slice) -> Sample | SampleList:
+        if isinstance(i, slice):
+            return self.take(np.arange(*i.indices(len(self))))
+        i = self._index(i)
+        return self.path(i), int(self._labels[i])
+
+    def _decoded(self, start: int, stop: int) -> list[str]:
+        """The paths of samples ``start:stop``, decoded in one go."""
+        if start >= stop:
+            return []
+        lo, hi = int(self._offsets[start]), int(self._offsets[stop])
+        names = self._names[lo : hi - 1].tobytes().decode(*_CODEC).split("\0")
+        dirs = self._dirs
+        return [dirs[d] + name for d, name in zip(self._dir_index[start:stop].tolist(), names, strict=True)]
+
+    def __iter__(self) -> Iterator[Sample]:
+        for start in range(0, len(self), _CHUNK):
+            stop = min(start + _CHUNK, len(self))
+            yield from zip(self._decoded(start, stop), self._labels[start:stop].tolist(), strict=True)
+
+    def paths(self) -> Iterator[str]:
+        """Every path, in order (decoded a chunk at a time)."""
+        for start in range(0, len(self), _CHUNK):
+            yield from self._decoded(start, min(start + _CHUNK, len(self)))
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The labels (int32), read-only; ``torch.tensor(samples.labels, dtype=torch.long)`` for a tensor."""
+        return self._labels
+
+    @property
+    def nbytes(self) -> int:
+        """The memory the samples take: the arrays plus the folder names."""
+        arrays = (self._dir_index, self._names, self._offsets, self._labels)
+        return sum(a.nbytes for a in arrays) + sum(sys.getsizeof(d) for d in self._dirs) + 8 * len(self._dirs)
+
+    def __repr__(self) -> str:
+        n = len(self)
+        if n == 0:
+            return "SampleList([])"
+        head = ", ".join(repr(self[i]) for i in range(min(n, 2)))
+        more = f", ... ({n} samples)" if n > 2 else ""
+        return f"SampleList([{head}{more}])"
+
+    # -- comparing and combining --
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SampleList):
+            if len(self) != len(other) or not np.array_equal(self._labels, other._labels):
+                return False
+            if self._dirs == other._dirs and np.array_equal(self._dir_index, other._dir_index):
+                return np.array_equal(self._offsets, other._offsets) and np.array_equal(
+                    self._names, other._names
+                )
+            return all(a == b for a, b in zip(self.paths(), other.paths(), strict=True))
+        if isinstance(other, (str, bytes)) or not isinstance(other, Sequence):
+            return NotImplemented
+        if len(self) != len(other):
+            return False
+        return all(
+            isinstance(o, (tuple, list)) and len(o) == 2 and s[0] == o[0] and s[1] == o[1]
+            for s, o in zip(self, other, strict=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists, like them unhashable
+
+    def __add__(self, other: Iterable[tuple[str, int]]) -> SampleList:
+        if not isinstance(other, SampleList):
+            if isinstance(other, (str, bytes)) or not isinstance(other, Iterable):
+                return NotImplemented
+            other = SampleList(other)
+        return SampleList._concat(self, other)
+
+    def __radd__(self, other: Iterable[tuple[str, int]]) -> SampleList:
+        if isinstance(other, (str, bytes)) or not isinstance(other, Iterable):
+            return NotImplemented
+        return SampleList._concat(SampleList(other), self)
+
+    @staticmethod
+    def _concat(a: SampleList, b: SampleList) -> SampleList:
+        if not len(b):
+            return a
+        if not len(a):
+            return b
+        ids = {d: i for i, d in enumerate(a._dirs)}
+        remap = np.array([ids.setdefault(d, len(ids)) for d in b._dirs], dtype=np.int32)
+        return SampleList._from_arrays(
+            tuple(ids),
+            np.concatenate([a._dir_index, remap[b._dir_index]]),
+            np.concatenate([a._names, b._names]),
+            _offset_array(
+                np.concatenate([a._offsets, b._offsets[1:].astype(np.int64) + int(a._offsets[-1])])
+            ),
+            np.concatenate([a._labels, b._labels]),
+        )
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> SampleList:
+        """The samples at ``indices`` (an int array or sequence; negative counts from the end), compactly."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(self)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError("SampleList index out of range")
+        idx = np.where(idx < 0, idx + n, idx)
+        starts = self._offsets[idx].astype(np.int64)
+        sizes = self._offsets[idx + 1] - starts
+        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        names = np.empty(int(offsets[-1]), dtype=np.uint8)
+        step = 1 << 13  # gathered a block of samples at a time: the byte positions stay small
+        for lo in range(0, len(idx), step):
+            hi = min(lo + step, len(idx))
+            first, last = int(offsets[lo]), int(offsets[hi])
+            shift = np.repeat(starts[lo:hi] - offsets[lo:hi], sizes[lo:hi])
+            names[first:last] = self._names[shift + np.arange(first, last)]
+        return SampleList._from_arrays(
+            self._dirs, self._dir_index[idx], names, _offset_array(offsets), self._labels[idx]
+        )
+
+    def sort_order(self) -> np.ndarray:
+        """The indices that sort the samples as ``sorted()`` sorts a list of ``(path, label)`` tuples."""
+        by_label = np.argsort(self._labels, kind="stable")
+        paths = list(self.paths())
+        order = sorted(by_label.tolist(), key=paths.__getitem__)  # stable: equal paths stay by label
+        return np.asarray(order, dtype=np.int64)
+
+    def sorted(self) -> SampleList:
+        """A copy in the order ``sorted()`` gives a list of ``(path, label)`` tuples (path, then label)."""
+        return self.take(self.sort_order())
+
+
 @dataclass
 class DatasetScan:
     """Everything known about a dataset before training: classes, split, problems."""
@@ -87,13 +372,18 @@ class DatasetScan:
     root: Path
     layout: str  # "class-folders" (split here) or "train-val" (split given by the folders)
     class_names: list[str]
-    train: list[Sample]
-    val: list[Sample]
+    train: SampleList  # any iterable of (path, label) pairs is turned into a SampleList
+    val: SampleList
     bad_files: list[BadFile] = field(default_factory=list)
     ignored_files: list[Path] = field(default_factory=list)  # not images by their extension
     warnings: list[str] = field(default_factory=list)
     seed: int = 0
     val_fraction: float = DEFAULT_VAL_FRACTION
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("train", "val") and not isinstance(value, SampleList):
+            value = SampleList(value)  # on construction and on any later assignment alike
+        super().__setattr__(name, value)
 
     @property
     def num_classes(self) -> int:
@@ -101,14 +391,14 @@ class DatasetScan:
 
     def class_counts(self) -> dict[str, tuple[int, int]]:
         """{class name: (train images, validation images)} over readable images."""
-        train = np.bincount([y for _, y in self.train], minlength=self.num_classes)
-        val = np.bincount([y for _, y in self.val], minlength=self.num_classes)
+        train = np.bincount(self.train.labels, minlength=self.num_classes)
+        val = np.bincount(self.val.labels, minlength=self.num_classes)
         return {name: (int(train[i]), int(val[i])) for i, name in enumerate(self.class_names)}
 
     def examples(self, class_name: str, k: int = 4) -> list[Path]:
         """The first ``k`` training images of a class (for thumbnails)."""
         idx = self.class_names.index(class_name)
-        return [Path(p) for p, y in self.train if y == idx][:k]
+        return [Path(self.train.path(i)) for i in np.flatnonzero(self.train.labels == idx)[:k]]
 
     def summary(self) -> str:
         """A short report for a terminal or a label: counts, bad files, warnings."""
@@ -163,8 +453,8 @@ class DatasetScan:
             root=root,
             layout=d["layout"],
             class_names=list(d["class_names"]),
-            train=[(str(root / p), int(y)) for p, y in d["train"]],
-            val=[(str(root / p), int(y)) for p, y in d["val"]],
+            train=SampleList((str(root / p), int(y)) for p, y in d["train"]),
+            val=SampleList((str(root / p), int(y)) for p, y in d["val"]),
             bad_files=[BadFile(Path(b["path"]), b["reason"]) for b in d.get("bad_files", [])],
             ignored_files=[Path(p) for p in d.get("ignored_files", [])],
             warnings=list(d.get("warnings", [])),
@@ -292,12 +582,13 @@ class _FolderWalk:
         self.visited: set[_Identity] = set()
         self.links: list[tuple[int, int, str]] = []  # (part, label, path) of links met in real folders
         self.found: list[_Found] = []
+        self.folders: dict[str, str] = {}  # one str per folder, shared by the files found in it
         self.ignored: list[Path] = []
         self.unreadable: list[tuple[str, str]] = []  # (folder, reason) of folders that cannot be listed
 
     def run(
         self, root: Path, parts: Sequence[tuple[Path, dict[str, str]]], class_names: Sequence[str]
-    ) -> tuple[list[list[Sample]], list[Path]]:
+    ) -> tuple[list[SampleList], list[Path]]:
         """Samples per searched folder in sorted order, and the non-image files passed over."""
         report(self.control, ScanProgress(0, 0, "listing"))
         checkpoint(self.control)
@@ -351,6 +642,7 @@ class _FolderWalk:
     def _add(self, path: str, part: int, label: int, via_link: bool, pending: list[str]) -> None:
         st = _stat(path)
         folder, name = os.path.split(path)
+        folder = self.folders.setdefault(folder, folder)
         if st is not None and stat.S_ISDIR(st.st_mode):
             if self._first_visit(st):
                 pending.append(path)
@@ -360,21 +652,30 @@ class _FolderWalk:
         elif st is not None and stat.S_ISREG(st.st_mode):
             self.ignored.append(Path(path))
 
-    def _samples(self, n_parts: int) -> list[list[Sample]]:
-        """Each file once: a real path before a link, then the first in sorted order (train before val)."""
+    def _samples(self, n_parts: int) -> list[SampleList]:
+        """Each file once: a real path before a link, then the first in sorted order (train before val).
+
+        The walk's records are dropped as they are used: a big folder's file list is never held as
+        Python objects more than once, and what is returned is compact.
+        """
         seen: set[_Identity] = set()
         kept: list[_Found] = []
-        for f in sorted(self.found, key=lambda f: f[:5]):
+        self.found.sort(key=lambda f: f[:5])
+        for f in self.found:
             if f.identity is not None:
                 if f.identity in seen:
                     continue
                 seen.add(f.identity)
             kept.append(f)
+        self.found, self.folders = [], {}
+        del seen
         # class by class, folder by folder, name by name: the order torchvision's make_dataset gives
         kept.sort(key=lambda f: (f.part, f.label, f.folder, f.name))
-        samples: list[list[Sample]] = [[] for _ in range(n_parts)]
-        for f in kept:
-            samples[f.part].append((os.path.join(f.folder, f.name), f.label))
+        samples = [
+            SampleList((os.path.join(f.folder, f.name), f.label) for f in kept if f.part == part)
+            for part in range(n_parts)
+        ]
+        kept.clear()
         return samples
 
 
@@ -389,26 +690,42 @@ def _split_dirs(root: Path) -> tuple[Path, Path] | None:
 
 
 def stratified_split(
-    samples: Sequence[Sample], num_classes: int, val_fraction: float, seed: int
-) -> tuple[list[Sample], list[Sample]]:
+    samples: Iterable[Sample], num_classes: int, val_fraction: float, seed: int
+) -> tuple[SampleList, SampleList]:
     """Per class: shuffle with ``seed``, put ``round(n * val_fraction)`` (at least 1) into validation.
 
     Every class keeps at least one training image. The result depends only on the (sorted) file list and
-    the seed, so a run can be reproduced from its settings.
+    the seed, so a run can be reproduced from its settings. Both parts come sorted by (path, label).
+
+    The split is exactly the one of the app's first, list-based version (runs stay reproducible across
+    versions): there each class's ``(path, label)`` tuples were sorted, shuffled with one
+    ``random.Random(seed)`` class after class, cut, and both parts sorted. ``random.shuffle``'s draws depend
+    only on the length shuffled, so shuffling the sorted positions instead of the tuples moves the same
+    samples to the same places.
     """
+    samples = samples if isinstance(samples, SampleList) else SampleList(samples)
+    order = samples.sort_order()  # positions in (path, label) order
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    ordered_labels = samples.labels[order]
     rng = random.Random(seed)
-    train: list[Sample] = []
-    val: list[Sample] = []
+    train: list[list[int]] = []
+    val: list[list[int]] = []
     for c in range(num_classes):
-        members = sorted(s for s in samples if s[1] == c)
+        members = order[ordered_labels == c].tolist()
         rng.shuffle(members)
         if len(members) < 2:
-            train += members
+            train.append(members)
             continue
         n_val = min(len(members) - 1, max(1, round(len(members) * val_fraction)))
-        val += members[:n_val]
-        train += members[n_val:]
-    return sorted(train), sorted(val)
+        val.append(members[:n_val])
+        train.append(members[n_val:])
+
+    def in_order(parts: list[list[int]]) -> SampleList:
+        chosen = np.fromiter(itertools.chain.from_iterable(parts), dtype=np.int64)
+        return samples.take(chosen[np.argsort(rank[chosen], kind="stable")])
+
+    return in_order(train), in_order(val)
 
 
 def scan_dataset(
@@ -459,29 +776,33 @@ def scan_dataset(
 
     walk = _FolderWalk(control)
     found, ignored = walk.run(root, parts, class_names)
-    train_all, val_all = found[0], (found[1] if layout == "train-val" else [])
-
-    candidates = [(s, "train") for s in train_all] + [(s, "val") for s in val_all]
-    if not candidates:
+    candidates = (found[0], found[1] if layout == "train-val" else SampleList())
+    del found
+    total = sum(len(c) for c in candidates)
+    if not total:
         raise DatasetError(
             f"No images found in the class folders of {root} "
             f"(looked for {', '.join(sorted({'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.webp'}))})."
         )
     bad: list[BadFile] = []
-    good_train: list[Sample] = []
-    good_val: list[Sample] = []
-    for i, ((path, label), part) in enumerate(candidates):
-        if i % 32 == 0:
-            checkpoint(control)
-            report(control, ScanProgress(i, len(candidates)))
-        reason = check_image(path, thorough=thorough)
-        if reason is not None:
-            bad.append(BadFile(Path(path), reason))
-        elif part == "train":
-            good_train.append((path, label))
-        else:
-            good_val.append((path, label))
-    report(control, ScanProgress(len(candidates), len(candidates)))
+    readable = (array.array("q"), array.array("q"))  # positions of the good images in each part
+    i = 0
+    for samples, keep in zip(candidates, readable, strict=True):
+        for j, path in enumerate(samples.paths()):
+            if i % 32 == 0:
+                checkpoint(control)
+                report(control, ScanProgress(i, total))
+            reason = check_image(path, thorough=thorough)
+            if reason is not None:
+                bad.append(BadFile(Path(path), reason))
+            else:
+                keep.append(j)
+            i += 1
+    report(control, ScanProgress(total, total))
+    good_train, good_val = (
+        c.take(np.array(k, dtype=np.int64)) for c, k in zip(candidates, readable, strict=True)
+    )
+    del candidates, readable
 
     warn = [
         f"The folder {folder} cannot be read ({why}); its images were not counted."
@@ -493,7 +814,7 @@ def scan_dataset(
     else:
         _check_counts(train_dir, class_names, good_train, bad, min_per_class, "training ")
         train, val = good_train, good_val
-        val_counts = np.bincount([y for _, y in val], minlength=len(class_names))
+        val_counts = np.bincount(val.labels, minlength=len(class_names))
         missing = [c for c, n in zip(class_names, val_counts, strict=True) if n == 0]
         if len(missing) == len(class_names):
             raise DatasetError(
@@ -502,7 +823,7 @@ def scan_dataset(
             )
         if missing:
             warn.append(f"No validation images for {', '.join(missing)}; their accuracy cannot be measured.")
-    counts = np.bincount([y for _, y in train + val], minlength=len(class_names))
+    counts = np.bincount(np.concatenate([train.labels, val.labels]), minlength=len(class_names))
     big, small = int(counts.argmax()), int(counts.argmin())
     if counts[small] > 0 and counts[big] / counts[small] > LOPSIDED_RATIO:
         warn.append(
@@ -546,9 +867,9 @@ def _check_classes(root: Path, class_names: list[str]) -> None:
 
 
 def _check_counts(
-    root: Path, class_names: list[str], good: list[Sample], bad: list[BadFile], min_per_class: int, what: str
+    root: Path, class_names: list[str], good: SampleList, bad: list[BadFile], min_per_class: int, what: str
 ) -> None:
-    counts = np.bincount([y for _, y in good], minlength=len(class_names))
+    counts = np.bincount(good.labels, minlength=len(class_names))
     few = [(c, int(n)) for c, n in zip(class_names, counts, strict=True) if n < min_per_class]
     if not few:
         return
@@ -659,9 +980,10 @@ class ImageSamples(Dataset):
     """
 
     def __init__(
-        self, samples: Sequence[Sample], transform: Callable[[np.ndarray], Any], *, gray: bool = False
+        self, samples: Iterable[Sample], transform: Callable[[np.ndarray], Any], *, gray: bool = False
     ):
-        self.samples = list(samples)
+        # kept compact, never copied: worker processes read it without copying its memory pages
+        self.samples = samples if isinstance(samples, SampleList) else SampleList(samples)
         self.transform = transform
         self.gray = gray
 
@@ -684,6 +1006,11 @@ class Batch:
     indices: torch.Tensor  # (B,) positions in the dataset
     failures: list[tuple[int, str]]  # (dataset index, reason) of skipped images
 
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked memory (a DataLoader with ``pin_memory=True`` calls this), so the copy
+        to the GPU can overlap the computation."""
+        return Batch(self.images.pin_memory(), self.labels.pin_memory(), self.indices, self.failures)
+
 
 def collate_skipping_bad(items: list[tuple[torch.Tensor | None, int, int, str | None]]) -> Batch:
     """DataLoader collate that drops unreadable images and says which they were."""
@@ -699,6 +1026,94 @@ def collate_skipping_bad(items: list[tuple[torch.Tensor | None, int, int, str | 
         indices=torch.tensor([it[2] for it in good], dtype=torch.long),
         failures=failures,
     )
+
+
+# -- loading in worker processes ------------------------------------------------------------------------
+
+# Below this many images, starting worker processes (each imports torch and the transforms: about a second)
+# costs more than decoding in the training process saves.
+WORKERS_FROM_IMAGES = 512
+# Beyond this many workers decoding stops being the bottleneck (the model's steps are), and each worker is
+# one more process holding its own prefetched batches.
+MAX_AUTO_WORKERS = 8
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask where the system has one), at least 1."""
+    try:
+        n = len(os.sched_getaffinity(0))  # Linux: a container or taskset may allow fewer than exist
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, n)
+
+
+def resolve_num_workers(setting: int | None, n_images: int) -> int:
+    """DataLoader worker processes for a setting: a number is used as given; None chooses.
+
+    Automatic: none for a dataset under :data:`WORKERS_FROM_IMAGES` images (the start-up would cost more
+    than it saves), else one per usable core but one (the training process itself needs a core for the
+    forward and backward passes), at most :data:`MAX_AUTO_WORKERS`.
+    """
+    if setting is not None:
+        return operator.index(setting)
+    if n_images < WORKERS_FROM_IMAGES:
+        return 0
+    return min(MAX_AUTO_WORKERS, max(1, usable_cpus() - 1))
+
+
+class EpochBatches(Sampler[list[int]]):
+    """A batch sampler whose ``plan`` (the batches of dataset indices) is replaced between epochs.
+
+    One DataLoader with persistent workers can so serve every epoch: the sampler runs in the main process,
+    and ``iter(loader)`` reads the plan afresh, so a new plan takes effect at the next ``iter(loader)``
+    (not in an epoch already started: its first batches are already being prefetched).
+    """
+
+    def __init__(self, plan: Iterable[Sequence[int]] = ()) -> None:
+        self.plan: list[list[int]] = [list(b) for b in plan]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.plan)
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+
+def _ignore_interrupts(worker_id: int) -> None:
+    """A worker's start: Ctrl+C in a terminal is sent to the whole process group, workers included. The
+    training process stops the run cleanly and shuts its workers down; a worker that died of the
+    KeyboardInterrupt would instead make the next batch fetch fail ("worker exited unexpectedly").
+    (Workers already end with their parent: torch watches for that.) Module-level so spawn can pickle it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def make_loader(
+    dataset: Dataset, batches: EpochBatches, *, num_workers: int, pin_memory: bool = False
+) -> DataLoader:
+    """A DataLoader over ``dataset`` in ``batches`` (replace ``batches.plan`` between epochs), giving
+    :class:`Batch` es; with workers, they persist across epochs. End it with :func:`close_loader`."""
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=num_workers,
+        collate_fn=collate_skipping_bad,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        worker_init_fn=_ignore_interrupts if num_workers > 0 else None,
+    )
+
+
+def close_loader(loader: DataLoader | None) -> None:
+    """Shut a loader's persistent worker processes down now, not whenever it is garbage collected, so no
+    child process outlives a run. Safe to call again, or on a loader without workers; a later
+    ``iter(loader)`` would start fresh workers."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is None:
+        return
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()  # joins the workers (and the pin-memory thread); does nothing the second time
+    loader._iterator = None
 
 
 def write_animal_dataset(
