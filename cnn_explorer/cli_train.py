@@ -27,9 +27,11 @@ from tqdm import tqdm
 from cnn_explorer.core import zoo
 from cnn_explorer.core.control import Cancelled, Control
 from cnn_explorer.core.data import Augmentation, DatasetError, DatasetScan, ScanProgress, scan_dataset
+from cnn_explorer.core.distributed import SINGLE, DistContext, from_environment
 from cnn_explorer.core.runs import RunDirError, RunWriteError, check_new_run_folder, new_run_dir
 from cnn_explorer.core.training import (
     OPTIMIZERS,
+    PRECISIONS,
     SCHEDULES,
     STRATEGIES,
     ConfigError,
@@ -95,7 +97,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=defaults.device)
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument(
+        "--workers",
+        type=workers_setting,
+        default=None,
+        metavar="N|auto",
+        help="DataLoader worker processes that decode images (default auto: none for small sets, else one "
+        "per CPU core but one, at most 8)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=defaults.precision,
+        help="arithmetic of the forward pass (default auto: bf16 or fp16 mixed precision on CUDA, else fp32)",
+    )
+    p.add_argument(
+        "--no-channels-last",
+        action="store_true",
+        help="CUDA: keep the NCHW memory layout (channels-last is the default there)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default="",
+        help="where the embedding cache is kept (default: the user's cache folder); reused by later runs",
+    )
     p.add_argument("--no-augment", action="store_true", help="no random crops/flips for training images")
     p.add_argument("--rotation", type=float, default=0.0, help="random rotation in degrees")
     p.add_argument("--color-jitter", type=float, default=0.0, help="random brightness/contrast/saturation")
@@ -164,6 +190,19 @@ def model_settings(args: argparse.Namespace) -> dict:
     )
 
 
+def workers_setting(text: str) -> int | None:
+    """``--workers``: a number of processes, or "auto" (None)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("the number of workers must not be negative")
+    return value
+
+
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     aug = Augmentation.none() if args.no_augment else Augmentation()
     aug.rotation, aug.color_jitter = args.rotation, args.color_jitter
@@ -185,64 +224,111 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         seed=args.seed,
         device=args.device,
         num_workers=args.workers,
+        precision=args.precision,
+        channels_last=not args.no_channels_last,
+        cache_dir=str(Path(args.cache_dir).expanduser().resolve()) if args.cache_dir else "",
         allow_download=not args.offline,
         **model_settings(args),
     )
 
 
 @contextmanager
-def ctrl_c_cancels(control: Control, unit: str = "step") -> Iterator[None]:
+def ctrl_c_cancels(control: Control, unit: str = "step", dist: DistContext = SINGLE) -> Iterator[None]:
     """First Ctrl+C asks the work to stop after the current ``unit`` (a run saves a checkpoint); a second
-    one aborts."""
+    one aborts.
+
+    Under torchrun the launcher passes a Ctrl+C on to every process as SIGINT (and SIGTERM when it shuts
+    the job down): both ask for the stop, which the processes then agree on at the next step.
+    """
+    speak = dist.is_main
 
     def handler(signum, frame):
         if control.cancelled:
             raise KeyboardInterrupt
         control.cancel()
-        tqdm.write(f"Stopping after this {unit} (Ctrl+C again to abort)…", file=sys.stderr)
+        if speak:
+            tqdm.write(f"Stopping after this {unit} (Ctrl+C again to abort)…", file=sys.stderr)
 
+    signals = [signal.SIGINT] + ([signal.SIGTERM] if dist.enabled else [])
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in signals}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run_finetune(args: argparse.Namespace) -> int:
+    """``finetune``: one process, or one of torchrun's (rank 0 talks, every rank trains)."""
     err = sys.stderr
-    control = Control()
+    if args.resume and args.out is None:
+        print("error: --resume needs --out RUN_DIR, the run to continue", file=err)
+        return EXIT_BAD_INPUT
+    if not args.resume and not args.data:
+        print("error: give the dataset folder DATA (or --resume with --out RUN_DIR)", file=err)
+        return EXIT_BAD_INPUT
     try:
-        if args.resume:
-            if args.out is None:
-                print("error: --resume needs --out RUN_DIR, the run to continue", file=err)
-                return EXIT_BAD_INPUT
-            events = resume(args.out, epochs=args.epochs, lr=args.lr, control=control)
-        else:
-            if not args.data:
-                print("error: give the dataset folder DATA (or --resume with --out RUN_DIR)", file=err)
-                return EXIT_BAD_INPUT
-            config = _config_from_args(args)
-            config.validate()
-            out = args.out or new_run_dir(Path("runs"), config.model, config.strategy)
-            check_new_run_folder(out)  # an unwritable folder is refused before the scan, not after it
-            scan = scan_with_progress(config, args.quiet)
-            print(scan.summary())
-            events = fit(config, out, scan=scan, control=control)
-        with ctrl_c_cancels(control):
-            return _drive(events, args.quiet)
+        dist = from_environment(args.device)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_BAD_INPUT
+    try:
+        return _finetune(args, dist)
+    finally:
+        dist.close()
+
+
+def _finetune(args: argparse.Namespace, dist: DistContext) -> int:
+    err = sys.stderr
+    speak = dist.is_main  # the other processes train silently: rank 0 reports for all
+    quiet = args.quiet or not speak
+    control = Control()
+    again = "the same torchrun command with " if dist.enabled else ""
+    try:
+        with ctrl_c_cancels(control, dist=dist):
+            if args.resume:
+                events = resume(args.out, epochs=args.epochs, lr=args.lr, control=control, dist=dist)
+            else:
+                config = _config_from_args(args)
+                config.validate()
+
+                def new_folder() -> Path:
+                    out = args.out or new_run_dir(Path("runs"), config.model, config.strategy)
+                    return check_new_run_folder(out)  # refused before the scan, not after it
+
+                out = dist.from_main(new_folder)
+                scan = dist.from_main(lambda: scan_with_progress(config, quiet))
+                if speak:
+                    print(scan.summary())
+                events = fit(config, out, scan=scan, control=control, dist=dist)
+            return _drive(events, quiet) if speak else _drain(events)
     except RunWriteError as exc:  # the run had started: it failed (disk full), the input was fine
         print(f"error: {exc}", file=err)
         return EXIT_FAILED
     except _INPUT_ERRORS as exc:
-        print(f"error: {exc}", file=err)
+        if speak:  # every process has the same message (rank 0 found it): say it once
+            print(f"error: {exc}", file=err)
         return EXIT_BAD_INPUT
     except (Cancelled, KeyboardInterrupt):
-        print("Stopped. The last checkpoint is kept; continue with --resume --out RUN_DIR.", file=err)
+        if speak:
+            print(
+                f"Stopped. The last checkpoint is kept; continue with {again}--resume --out RUN_DIR.",
+                file=err,
+            )
         return EXIT_INTERRUPTED
+
+
+def _drain(events) -> int:
+    """Train without a word (torchrun's processes other than rank 0)."""
+    while True:
+        try:
+            next(events)
+        except StopIteration as stop:
+            return EXIT_OK if stop.value.status == "finished" else EXIT_FAILED
 
 
 def is_terminal(stream: object) -> bool:
@@ -307,8 +393,9 @@ def _drive(events, quiet: bool) -> int:
             if isinstance(ev, RunStarted):
                 print(
                     f"Run folder: {ev.run_dir}\n{ev.config.model}, {ev.config.strategy}, "
-                    f"{ev.trainable_params:,} of {ev.total_params:,} parameters trained, on {ev.device}; "
-                    f"{ev.n_train} training / {ev.n_val} validation images\nStarting weights: {ev.weights}",
+                    f"{ev.trainable_params:,} of {ev.total_params:,} parameters trained, on "
+                    f"{hardware_text(ev)}; {ev.n_train} training / {ev.n_val} validation images\n"
+                    f"Starting weights: {ev.weights}",
                     file=out,
                 )
                 if live:
@@ -359,6 +446,16 @@ def _drive(events, quiet: bool) -> int:
         if bar is not None:
             bar.close()
     return EXIT_OK if summary.status == "finished" else EXIT_FAILED
+
+
+def hardware_text(ev: RunStarted) -> str:
+    """ "cuda:0 (bf16 mixed precision, channels-last), 4 data workers, 2 processes"."""
+    how = [{"fp32": "fp32", "bf16": "bf16 mixed precision", "fp16": "fp16 mixed precision"}[ev.precision]]
+    if ev.channels_last:
+        how.append("channels-last")
+    text = f"{ev.device} ({', '.join(how)})"
+    text += f", {ev.num_workers} data worker{'' if ev.num_workers == 1 else 's'}" if ev.num_workers else ""
+    return text + (f", {ev.world_size} processes" if ev.world_size > 1 else "")
 
 
 def _write(line: str, bar: tqdm | None, stream) -> None:

@@ -175,6 +175,8 @@ class RunSummary:
     num_classes: int = 0
     bad_files: int = 0
     device: str = ""
+    precision: str = ""  # what the forward pass computed in: "fp32", "bf16" or "fp16" (mixed precision)
+    processes: int = 1  # training processes (torchrun's world size)
     weights: str = ""  # where the starting weights came from (zoo's weights_detail)
     started: float = 0.0  # time.time()
     updated: float = 0.0
@@ -637,6 +639,67 @@ class RunDir:
                 ]
         except FileNotFoundError:
             return []
+
+
+class SilentRunDir(RunDir):
+    """The run folder as seen by the torchrun processes other than rank 0: only rank 0 writes the run
+    folder, so every write here does nothing and every read finds nothing. Those processes still train
+    and take part in every step; what they would write, rank 0 writes once."""
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        yield
+
+    def check_writable(self) -> None:
+        pass
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        return []
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        pass
+
+    def write_summary(self, summary: RunSummary) -> None:
+        pass
+
+    def record_summary(self, summary: RunSummary) -> bool:
+        return True
+
+    def read_summary(self) -> RunSummary:
+        return RunSummary()
+
+    def append_epoch(self, row: EpochMetrics) -> None:
+        pass
+
+    def append_steps(self, rows: Sequence[tuple[int, int, int, float, float]]) -> None:
+        pass
+
+    def truncate_logs(self, epochs_done: int, global_step: int) -> None:
+        pass
+
+    def read_epochs(self) -> list[EpochMetrics]:
+        return []
+
+    def read_steps(self) -> list[tuple[int, int, int, float, float]]:
+        return []
+
+    def write_confusion(self, matrix: np.ndarray, class_names: Sequence[str]) -> None:
+        pass
+
+    def read_confusion(self) -> tuple[np.ndarray, list[str]] | None:
+        return None
+
+    def write_misclassified(self, items: Sequence[ValPrediction]) -> None:
+        pass
+
+    def read_misclassified(self) -> list[ValPrediction]:
+        return []
+
+    def write_predictions(self, items: Sequence[ValPrediction]) -> None:
+        pass
+
+    def read_predictions(self) -> list[ValPrediction]:
+        return []
 
 
 # -- reading for the history view ---------------------------------------------------------------------------

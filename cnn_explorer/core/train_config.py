@@ -19,6 +19,7 @@ from cnn_explorer.core.transfer.strategies import STRATEGIES, STRATEGY_TITLES
 __all__ = [
     "DEVICES",
     "OPTIMIZERS",
+    "PRECISIONS",
     "SCHEDULES",
     "STRATEGIES",
     "STRATEGY_TITLES",
@@ -31,6 +32,7 @@ __all__ = [
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # Learning rates that work for each strategy: a new head can learn fast; pretrained layers need small
 # steps or they forget what they know.
@@ -83,7 +85,10 @@ class TrainConfig:
     val_fraction: float = 0.2  # for root/<class>/ datasets
     seed: int = 0
     device: str = "auto"
-    num_workers: int = 0  # DataLoader worker processes
+    num_workers: int | None = None  # DataLoader worker processes; None: chosen from the CPUs and data size
+    precision: str = "auto"  # "auto" (CUDA: bf16 where the GPU has it, else fp16; elsewhere fp32), or fixed
+    channels_last: bool = True  # CUDA: NHWC memory layout, faster convolutions on tensor cores
+    cache_dir: str = ""  # where embedding caches live ("": the user's cache folder, core.appdirs)
     allow_download: bool = True  # pretrained weights may be downloaded if not cached
     watch_image: str = ""  # "watch it learn": this image's Grad-CAM after every epoch ("": none)
 
@@ -97,6 +102,7 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch size must be at least 1"),
             (self.top_blocks >= 1, "top blocks must be at least 1"),
@@ -108,7 +114,7 @@ class TrainConfig:
             (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
             (self.image_size is None or self.image_size >= 16, "image size must be at least 16 pixels"),
             (0 < self.val_fraction < 1, "validation fraction must be between 0 and 1"),
-            (self.num_workers >= 0, "num_workers must not be negative"),
+            (self.num_workers is None or self.num_workers >= 0, "data workers must not be negative"),
             (
                 not self.cut_layer or self.strategy == "linear-probe",
                 "a cut layer is only used by the linear-probe strategy",

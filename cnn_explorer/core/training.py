@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from cnn_explorer.core import zoo
 from cnn_explorer.core.control import Cancelled, Control, checkpoint
 from cnn_explorer.core.data import Augmentation, Batch, DatasetScan, scan_dataset
+from cnn_explorer.core.distributed import SINGLE, DistContext
 from cnn_explorer.core.images import ImageLoadError, open_image
 from cnn_explorer.core.runs import (
     DATASET_FILE,
@@ -46,6 +47,7 @@ from cnn_explorer.core.runs import (
     RunDirError,
     RunSummary,
     RunWriteError,
+    SilentRunDir,
     ValPrediction,
     WriteProblem,
     write_error,
@@ -53,6 +55,7 @@ from cnn_explorer.core.runs import (
 from cnn_explorer.core.train_config import (
     DEVICES,
     OPTIMIZERS,
+    PRECISIONS,
     SCHEDULES,
     STRATEGIES,
     STRATEGY_TITLES,
@@ -68,6 +71,7 @@ from cnn_explorer.core.transfer.watch import Watcher
 __all__ = [
     "DEVICES",
     "OPTIMIZERS",
+    "PRECISIONS",
     "SCHEDULES",
     "STRATEGIES",
     "STRATEGY_TITLES",
@@ -114,6 +118,11 @@ class RunStarted:
     trainable_params: int
     total_params: int
     cached: bool  # feature extractor with the embedding cache
+    precision: str = "fp32"  # what the forward pass computes in: "fp32", "bf16" or "fp16" (autocast)
+    channels_last: bool = False  # the images and the model are in NHWC memory layout (CUDA)
+    num_workers: int = 0  # DataLoader worker processes of each training process
+    world_size: int = 1  # training processes (torchrun); the batch is split among them
+    cache_path: str = ""  # the embedding cache's folder on disk ("" in memory or none)
 
 
 @dataclass(frozen=True)
@@ -209,23 +218,29 @@ def fit(
     *,
     scan: DatasetScan | None = None,
     control: Control | None = None,
+    dist: DistContext = SINGLE,
 ) -> Generator[TrainEvent, None, RunSummary]:
     """Train ``config.model`` on ``config.data`` (or the given ``scan``) into the new folder ``run_dir``.
 
     Raises DatasetError / ConfigError / RunDirError / zoo.ModelLoadError before training for bad inputs,
-    and Cancelled (after saving last.pt) when ``control`` is cancelled.
+    and Cancelled (after saving last.pt) when ``control`` is cancelled. Under torchrun (``dist``) every
+    process calls this; rank 0 scans the dataset and creates the folder, and only rank 0 writes to it.
     """
     config.validate()
     # An unknown model or unavailable GPU is reported before the dataset is scanned or a folder made.
     zoo.get_info(config.model)
     resolve_device(config.device)
     if scan is None:
-        scan = scan_dataset(config.data, val_fraction=config.val_fraction, seed=config.seed, control=control)
+        data = config.data
+        scan = dist.from_main(
+            lambda: scan_dataset(data, val_fraction=config.val_fraction, seed=config.seed, control=control)
+        )
     if not config.data:
         config = dataclasses.replace(config, data=str(scan.root))
-    run = RunDir.create(run_dir, config.to_dict(), scan.to_dict())
+    made = dist.from_main(lambda: RunDir.create(run_dir, config.to_dict(), scan.to_dict()).path)
+    run = RunDir(made) if dist.is_main else SilentRunDir(made)
     with run.locked():
-        summary = yield from _Trainer(run, config, scan, None, control).run()
+        summary = yield from _Trainer(run, config, scan, None, control, dist).run()
     return summary
 
 
@@ -235,38 +250,50 @@ def resume(
     epochs: int | None = None,
     lr: float | None = None,
     control: Control | None = None,
+    dist: DistContext = SINGLE,
 ) -> Generator[TrainEvent, None, RunSummary]:
     """Continue a stopped, interrupted, diverged, failed or finished run from its last.pt; ``epochs`` sets a
-    new total. RunDirError if another process trains it or the folder cannot be written."""
-    run = RunDir(run_dir)
-    if not run.exists():
-        raise RunDirError(f"{run.path} is not a run directory (config.json is missing).")
-    config = TrainConfig.from_dict(run.read_config())
-    if epochs is not None:
-        config.epochs = int(epochs)
-    if lr is not None:
-        config.lr = float(lr)
-    config.validate()
-    if not run.last_checkpoint.is_file():
-        raise RunDirError(
-            f"{run.path} has no last.pt to resume from: the run stopped before saving anything. "
-            "Start it again."
-        )
-    run.check_writable()
-    with run.locked():
-        run.remove_stale_temp_files()  # of a checkpoint write that was killed
-        state = zoo.read_checkpoint(run.last_checkpoint)
-        if int(state.get("epoch", 0)) >= config.epochs and int(state.get("step", 0)) == 0:
+    new total. RunDirError if another process trains it or the folder cannot be written. Under torchrun
+    rank 0 reads the run and sends its checkpoint to the others (the folder need only be on its machine)."""
+    run = RunDir(run_dir) if dist.is_main else SilentRunDir(run_dir)
+
+    def settings() -> TrainConfig:
+        if not run.exists():
+            raise RunDirError(f"{run.path} is not a run directory (config.json is missing).")
+        config = TrainConfig.from_dict(run.read_config())
+        if epochs is not None:
+            config.epochs = int(epochs)
+        if lr is not None:
+            config.lr = float(lr)
+        config.validate()
+        if not run.last_checkpoint.is_file():
             raise RunDirError(
-                f"The run in {run.path} has already done {state.get('epoch')} of {config.epochs} epochs; "
-                "give a larger number of epochs to continue it."
+                f"{run.path} has no last.pt to resume from: the run stopped before saving anything. "
+                "Start it again."
             )
-        scan = DatasetScan.from_dict(run.read_dataset())
-        try:
-            run.write_config(config.to_dict())
-        except RunWriteError as exc:
-            raise RunDirError(str(exc), exc.problem) from exc  # nothing trained yet: the folder is unusable
-        summary = yield from _Trainer(run, config, scan, state, control).run()
+        run.check_writable()
+        return config
+
+    config = dist.from_main(settings)
+    with run.locked():
+
+        def starting_point() -> tuple[dict[str, Any], DatasetScan]:
+            run.remove_stale_temp_files()  # of a checkpoint write that was killed
+            state = zoo.read_checkpoint(run.last_checkpoint)
+            if int(state.get("epoch", 0)) >= config.epochs and int(state.get("step", 0)) == 0:
+                raise RunDirError(
+                    f"The run in {run.path} has already done {state.get('epoch')} of {config.epochs} "
+                    "epochs; give a larger number of epochs to continue it."
+                )
+            scan = DatasetScan.from_dict(run.read_dataset())
+            try:
+                run.write_config(config.to_dict())
+            except RunWriteError as exc:  # nothing trained yet: the folder is unusable
+                raise RunDirError(str(exc), exc.problem) from exc
+            return state, scan
+
+        state, scan = dist.from_main(starting_point)
+        summary = yield from _Trainer(run, config, scan, state, control, dist).run()
     return summary
 
 
@@ -289,11 +316,10 @@ class _EpochTally:
     correct: int = 0
     seen: int = 0
 
-    def add(self, loss: float, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        n = int(labels.numel())
-        self.loss_sum += loss * n
-        self.correct += int((logits.argmax(1) == labels).sum())
-        self.seen += n
+    def add(self, loss_sum: float, correct: int, n: int) -> None:
+        self.loss_sum += loss_sum
+        self.correct += int(correct)
+        self.seen += int(n)
 
     @property
     def loss(self) -> float:
@@ -308,6 +334,30 @@ class _Diverged(Exception):
     pass
 
 
+TRACE_ENV = "CNN_EXPLORER_TRACE_SAMPLES"
+
+
+class _SampleTrace:
+    """With ``$CNN_EXPLORER_TRACE_SAMPLES`` set to a folder, each process appends a line per training step to
+    ``rank<N>.txt`` there: the epoch, then the dataset indices of the images it trained on. The way to check
+    (and the distributed test's evidence) that every image is seen once per epoch across processes."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+
+    @classmethod
+    def from_environment(cls, rank: int) -> _SampleTrace | None:
+        import os
+
+        folder = os.environ.get(TRACE_ENV, "").strip()
+        return cls(Path(folder) / f"rank{rank}.txt") if folder else None
+
+    def write(self, epoch: int, indices: torch.Tensor) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(f"{epoch} {' '.join(str(int(i)) for i in indices)}\n")
+
+
 class _Trainer:
     def __init__(
         self,
@@ -316,8 +366,10 @@ class _Trainer:
         scan: DatasetScan,
         state: dict[str, Any] | None,
         control: Control | None,
+        dist: DistContext = SINGLE,
     ) -> None:
         self.run_dir = run
+        self.dist = dist
         self.config = config
         self.scan = scan
         self.state = state  # a last.pt to resume from
@@ -343,7 +395,16 @@ class _Trainer:
     def _setup(self) -> list[TrainEvent]:
         cfg = self.config
         torch.manual_seed(cfg.seed + (int(self.state["epoch"]) if self.state else 0))
-        setup = self.setup = TrainingSetup(cfg, self.scan, state=self.state, control=self.control)
+        setup = self.setup = TrainingSetup(
+            cfg, self.scan, state=self.state, control=self.control, dist=self.dist
+        )
+        if self.dist.enabled:
+            # Every process starts alike (DistributedDataParallel copies rank 0's weights anyway); from here
+            # each draws its own dropout masks and augmentations, for the images of its own share.
+            torch.manual_seed(
+                cfg.seed + (int(self.state["epoch"]) if self.state else 0) + 7919 * self.dist.rank
+            )
+        self._trace = _SampleTrace.from_environment(self.dist.rank)
         self.device = setup.device
         self.model = setup.model
         self.weights_detail = setup.weights_detail
@@ -359,7 +420,7 @@ class _Trainer:
         self.step_epochs = cfg.step_epochs or max(1, cfg.epochs // 3)
         notices = [Notice(text) for text in setup.notices]
         self.watcher: Watcher | None = None
-        if cfg.watch_image:
+        if cfg.watch_image and self.dist.is_main:
             self.watcher, why = Watcher.create(
                 cfg.watch_image,
                 self.model,
@@ -398,6 +459,8 @@ class _Trainer:
             earlier = self.run_dir.read_epochs()
             if earlier and math.isfinite(earlier[-1].val_loss):
                 self.prev_val_loss = earlier[-1].val_loss
+            # every process judges divergence against the same previous loss: rank 0 read it
+            self.prev_val_loss = self.dist.from_main(lambda: self.prev_val_loss)
             self.summary = self.run_dir.read_summary()
         else:
             self.summary = RunSummary(started=time.time())
@@ -406,17 +469,34 @@ class _Trainer:
         s.n_train, s.n_val, s.num_classes = n_train, n_val, len(self.class_names)
         s.bad_files = len(self.scan.bad_files) + len(self.skipped)
         s.device = str(self.device)
+        s.precision, s.processes = setup.accel.precision, self.dist.world_size
         s.weights = s.weights if self.state is not None else self.weights_detail
         # a resumed run keeps what it said before, and adds what it says now
         s.notices = list(dict.fromkeys([*s.notices, *(n.message for n in notices)]))
         self.run_dir.write_summary(s)
+        self.run_dir.write_config({**cfg.to_dict(), "runtime": self._runtime()})
         return notices
+
+    def _runtime(self) -> dict[str, Any]:
+        """How the run is computed, as resolved on this machine (config.json's "runtime")."""
+        setup = self.setup
+        return {
+            "device": str(self.device),
+            "precision": setup.accel.precision,
+            "channels_last": setup.accel.channels_last,
+            "num_workers": setup.num_workers,
+            "processes": self.dist.world_size,
+            "backend": self.dist.backend or None,
+            "embedding_cache": setup.cache_path or ("memory" if setup.cached else None),
+        }
 
     @property
     def cached(self) -> bool:
         return self.setup.cached
 
     def _mark_known_bad(self) -> None:
+        if not self.skipped:
+            return
         for i, (p, _) in enumerate(self.scan.train):
             if p in self.skipped:
                 self.setup.train_bad[i] = True
@@ -430,6 +510,10 @@ class _Trainer:
             return (yield from self._run())
         except RunWriteError as exc:
             raise self._write_failed(exc) from exc
+        finally:
+            setup = getattr(self, "setup", None)
+            if setup is not None:
+                setup.close()  # the DataLoader workers end with the run, the cache is flushed
 
     def _write_failed(self, exc: RunWriteError) -> RunWriteError:
         """A run file could not be written: record it (as far as the disk allows), say what is kept."""
@@ -479,6 +563,11 @@ class _Trainer:
                 trainable_params=sum(p.numel() for p in self.trainable),
                 total_params=sum(p.numel() for p in self.model.parameters()),
                 cached=self.cached,
+                precision=self.setup.accel.precision,
+                channels_last=self.setup.accel.channels_last,
+                num_workers=self.setup.num_workers,
+                world_size=self.dist.world_size,
+                cache_path=self.setup.cache_path,
             )
             yield from notices
             while self.epoch_done < cfg.epochs:
@@ -547,12 +636,11 @@ class _Trainer:
         self.setup.set_train_mode()
         t_prev = time.perf_counter()
         for batch in self.setup.train_batches(epoch, self.step_in_epoch):
-            checkpoint(self.control)
             yield from self._report_failures(batch, self.scan.train, self.setup.train_bad)
             lr = self._scheduled_lr()
-            n = int(batch.labels.numel())
+            n = self._agree(int(batch.labels.numel()))
             if n >= 2 or (n == 1 and self.cached):
-                self._train_step(batch, lr)
+                self._train_step(batch, lr, n)
             self.step_in_epoch += 1
             self.global_step += 1
             now = time.perf_counter()
@@ -575,6 +663,22 @@ class _Trainer:
                 eta_s=self._eta(self.steps_per_epoch - self.step_in_epoch),
             )
             self.last_lr = lr
+            for text in self.setup.take_notices():
+                yield Notice(text)
+
+    def _agree(self, images: int) -> int:
+        """Before a step: stop if asked (Cancelled), and the step's images over all processes.
+
+        A single process checks its control (pause and cancel). Under torchrun the processes add up their
+        images and their stop requests, so a Ctrl+C that reached any of them stops all at this same step."""
+        if not self.dist.enabled:
+            checkpoint(self.control)
+            return images
+        asked = float(self.control is not None and self.control.cancelled)
+        stop, total = self.dist.all_sum([asked, images])
+        if stop:
+            raise Cancelled("cancelled")
+        return int(total)
 
     def _report_failures(
         self, batch: Batch, samples: Sequence[tuple[str, int]], bad: torch.Tensor
@@ -587,13 +691,16 @@ class _Trainer:
                 self.summary.bad_files += 1
                 yield FileSkipped(Path(path), reason)
 
-    def _train_step(self, batch: Batch, lr: float) -> None:
+    def _train_step(self, batch: Batch, lr: float, images: int) -> None:
+        """One step on the global batch of ``images`` images (this process's share is ``batch``): the
+        gradients, the batch's mean loss over all processes, the divergence checks, then the update."""
         setup = self.setup
         setup.set_lr(lr)
-        y = batch.labels.to(self.device)
-        logits = setup.logits(batch, "train")
-        loss = setup.criterion(logits, y)
-        value = float(loss.detach())
+        if self._trace is not None:
+            self._trace.write(self.epoch_done + 1, batch.indices)
+        mine = setup.forward_backward(batch, self.dist.world_size / images)
+        loss_sum, correct, seen = self.dist.all_sum([mine.loss_sum, mine.correct, mine.count])
+        value = loss_sum / max(seen, 1)
         if not math.isfinite(value):
             raise _Diverged(self._divergence_message(value, lr))
         if self.loss_baseline is None:
@@ -605,9 +712,9 @@ class _Trainer:
                 raise _Diverged(self._divergence_message(value, lr, limit=limit))
         else:
             self.high_loss_steps = 0
-        setup.backward_step(loss)
+        setup.apply_step()
         self.last_loss = value
-        self.tally.add(value, logits.detach(), y)
+        self.tally.add(loss_sum, int(correct), int(seen))
 
     def _baseline(self) -> float:
         return self.loss_baseline or math.log(max(2, len(self.class_names)))
@@ -669,7 +776,8 @@ class _Trainer:
         if setup.head is not None:
             setup.head.eval()
         for step, batch in enumerate(setup.val_batches(bs), start=1):
-            checkpoint(self.control)
+            if not self.dist.enabled:  # under torchrun a stop is agreed at the next training step
+                checkpoint(self.control)
             yield from self._report_failures(batch, self.scan.val, setup.val_bad)
             if batch.labels.numel():
                 # no_grad only around the computation: grad mode is per thread, and a generator must not
@@ -683,6 +791,10 @@ class _Trainer:
                 preds[batch.indices.numpy()] = k.cpu().numpy()
                 conf[batch.indices.numpy()] = p.cpu().numpy()
             yield ValidationStep(self.epoch_done + 1, step, steps)
+        if self.dist.enabled:  # each process validated its shard: every one gets the whole picture
+            loss_sum, seen = self.dist.all_sum([loss_sum, seen])
+            self.dist.all_reduce_(preds, "max")
+            self.dist.all_reduce_(conf, "sum")
         if seen == 0:
             return float("nan"), float("nan"), preds, conf
         truth = setup.val_labels.numpy()
@@ -693,7 +805,9 @@ class _Trainer:
         cfg = self.config
         val_start = time.perf_counter()
         val_loss, val_acc, preds, conf = yield from self._evaluate()
+        yield from self._share_skipped()
         self._check_validation(val_loss, preds)  # before anything of this epoch is saved
+        self.setup.flush()
         self.val_seconds = time.perf_counter() - val_start
         epoch = self.epoch_done + 1
         seconds = time.time() - self.epoch_start
@@ -747,13 +861,32 @@ class _Trainer:
         if self.watcher is not None:
             yield self.watcher.frame(self.model, self.class_names, epoch)
 
+    def _share_skipped(self) -> Generator[TrainEvent, None, None]:
+        """Under torchrun: the unreadable files every process met, known to all (rank 0 records them)."""
+        if not self.dist.enabled:
+            return
+        found = self.dist.gather_objects(dict(self.skipped))
+        new = {p: why for theirs in found for p, why in theirs.items() if p not in self.skipped}
+        if not new:
+            return
+        for samples, bad in ((self.scan.train, self.setup.train_bad), (self.scan.val, self.setup.val_bad)):
+            for i, (path, _) in enumerate(samples):
+                if path in new:
+                    bad[i] = True
+        for path, why in sorted(new.items()):
+            self.skipped[path] = why
+            self.summary.bad_files += 1
+            yield FileSkipped(Path(path), why)
+
     def _confusion(self, preds: np.ndarray) -> np.ndarray:
         c = len(self.class_names)
-        truth = np.array([y for _, y in self.scan.val], dtype=np.int64)
+        truth = self.setup.val_labels.numpy()
         ok = preds >= 0
         return np.bincount(truth[ok] * c + preds[ok], minlength=c * c).reshape(c, c)
 
     def _save_best(self, preds: np.ndarray, conf: np.ndarray) -> None:
+        if not self.dist.is_main:
+            return  # only rank 0 writes the run folder
         extra = {"epoch": self.epoch_done, "val_acc": self.best[0], "val_loss": self.best[1]}
         self._checkpoint(self.run_dir.best_checkpoint, extra)
         self.run_dir.write_confusion(self._confusion(preds), self.class_names)
@@ -786,6 +919,8 @@ class _Trainer:
 
     def _checkpoint(self, path: Path, extra: dict[str, Any]) -> None:
         """zoo.save_checkpoint (temp file, renamed); a failed write is a RunWriteError, the old file kept."""
+        if not self.dist.is_main:
+            return  # only rank 0 writes the run folder
         try:
             zoo.save_checkpoint(
                 path,

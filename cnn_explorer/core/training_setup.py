@@ -1,12 +1,17 @@
 """Everything a training loop needs before its first step, built the same way for a run (``core.training``)
-and for the LR finder (``core.transfer.lr_find``): the model with its strategy applied, the preprocessing,
-the datasets, the embedding cache, the optimizer with its parameter groups, the loss; and one
-optimisation step.
+and for the LR finder (``core.transfer.lr_find``): the model with its strategy applied and placed on its
+device (``core.accel``: precision, channels-last), the preprocessing, the datasets and their DataLoaders
+(worker processes that persist across epochs), the embedding cache (``core.embedding_cache``, on disk), the
+optimizer with its parameter groups, the loss, DistributedDataParallel under torchrun
+(``core.distributed``); and one optimisation step, split into smaller pieces when the device runs out of
+memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,19 +20,33 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cnn_explorer.core import zoo
+from cnn_explorer.core.accel import Accel, chunks, is_out_of_memory
 from cnn_explorer.core.control import Control
 from cnn_explorer.core.data import (
     Augmentation,
     Batch,
     DatasetScan,
+    EpochBatches,
     ImageSamples,
-    collate_skipping_bad,
+    close_loader,
+    make_loader,
     make_transform,
+    resolve_num_workers,
+)
+from cnn_explorer.core.distributed import SINGLE, DistContext, merge_small_batches, rank_rows, rank_share
+from cnn_explorer.core.embedding_cache import (
+    DEFAULT_MAX_BYTES,
+    EmbeddingCacheError,
+    EmbeddingStore,
+    cache_key,
+    cache_root,
+    prune,
 )
 from cnn_explorer.core.train_config import ConfigError, TrainConfig, resolve_device
 from cnn_explorer.core.transfer.strategies import make_strategy
 
-MAX_CACHE_BYTES = 2 * 1024**3  # embeddings beyond this are not kept in memory
+# Where the disk cache cannot be made, embeddings up to this size are kept in memory instead.
+MAX_MEMORY_CACHE_BYTES = 2 * 1024**3
 
 
 def run_preprocess(base: zoo.Preprocess, image_size: int | None) -> zoo.Preprocess:
@@ -50,10 +69,20 @@ def batch_plan(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]
     return batches
 
 
+@dataclass(frozen=True)
+class StepResult:
+    """One process's share of a training step, before the step is applied."""
+
+    loss_sum: float  # summed over its images, as optimised (label smoothing included)
+    correct: int
+    count: int
+
+
 class TrainingSetup:
     """The model, data and optimizer of a run, ready to step. ``notices`` are messages for the user.
 
     ``state`` is a last.pt to resume from: its weights (and preprocessing) replace the starting ones.
+    ``dist`` is this process's place among torchrun's processes (see ``core.distributed``).
     """
 
     def __init__(
@@ -63,12 +92,16 @@ class TrainingSetup:
         *,
         state: dict[str, Any] | None = None,
         control: Control | None = None,
+        dist: DistContext = SINGLE,
     ) -> None:
         cfg = self.config = config
         self.scan = scan
+        self.dist = dist
         self.class_names = list(scan.class_names)
         self.notices: list[str] = []
-        self.device = resolve_device(cfg.device)
+        self._later_notices: list[str] = []  # said while training (an out-of-memory retry)
+        self.device = dist.device if dist.enabled else resolve_device(cfg.device)
+        self.accel = Accel.create(self.device, cfg.precision, cfg.channels_last)
         strategy = self.strategy = make_strategy(
             cfg.strategy,
             top_blocks=cfg.top_blocks,
@@ -105,13 +138,18 @@ class TrainingSetup:
             self.preprocess = zoo.Preprocess.from_dict(state["preprocess"])
         else:
             self.preprocess = run_preprocess(loaded.preprocess, cfg.image_size)
-        self.model.to(self.device)
+        self.accel.prepare_model(self.model)
         self.set_train_mode = prepared.set_train_mode
         self.trainable = prepared.trainable
         self.param_groups = prepared.param_groups
+        with torch.no_grad():  # one input image, for shapes
+            self._blank = self.preprocess(np.zeros((self.preprocess.crop, self.preprocess.crop, 3), np.uint8))
 
         self.embed: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.head: nn.Module | None = None
+        self.train_store: EmbeddingStore | None = None
+        self.val_store: EmbeddingStore | None = None
+        self.cache_path = ""  # the cache's folder on disk
         if strategy.cacheable and cfg.cache_embeddings:
             self._set_up_cache(loaded.info.title)
         augment: Augmentation | None = cfg.augmentation
@@ -126,14 +164,13 @@ class TrainingSetup:
         self.train_set = ImageSamples(scan.train, make_transform(self.preprocess, augment), gray=gray)
         self.val_set = ImageSamples(scan.val, self.preprocess, gray=gray)
         n_train, n_val = len(self.train_set), len(self.val_set)
-        self.train_labels = torch.tensor([y for _, y in scan.train], dtype=torch.long)
-        self.val_labels = torch.tensor([y for _, y in scan.val], dtype=torch.long)
-        self.train_cache: torch.Tensor | None = None
-        self.train_cached = torch.zeros(n_train, dtype=torch.bool)
-        self.val_cache: torch.Tensor | None = None
-        self.val_cached = torch.zeros(n_val, dtype=torch.bool)
+        self.train_labels = torch.as_tensor(_labels(scan.train), dtype=torch.long)
+        self.val_labels = torch.as_tensor(_labels(scan.val), dtype=torch.long)
         self.train_bad = torch.zeros(n_train, dtype=torch.bool)
         self.val_bad = torch.zeros(n_val, dtype=torch.bool)
+        self.num_workers = resolve_num_workers(cfg.num_workers, n_train + n_val)
+        self._loaders: dict[str, tuple[DataLoader, EpochBatches]] = {}
+        self.micro_batch: int | None = None  # images per forward pass, once the device ran out of memory
 
         groups = [{"params": g["params"], "lr_scale": g["lr_scale"]} for g in self.param_groups]
         if cfg.optimizer == "sgd":
@@ -143,6 +180,17 @@ class TrainingSetup:
         else:
             self.optimizer = torch.optim.AdamW(groups, lr=cfg.effective_lr(), weight_decay=cfg.weight_decay)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self._summed_loss = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="sum")
+        self.scaler = self.accel.scaler()
+        # What trains: the head alone on cached embeddings, else the whole model (frozen parts included,
+        # they simply have no gradient). Under torchrun it is wrapped in DistributedDataParallel.
+        self.trained: nn.Module = self.head if self.head is not None else self.model
+        self.ddp: nn.Module | None = None
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.trained, device_ids=ids)
 
     def _set_up_cache(self, title: str) -> None:
         split = zoo.embedding_split(self.model)
@@ -152,15 +200,53 @@ class TrainingSetup:
                 "cached: every epoch runs the whole network."
             )
             return
-        self.embed, self.head = split
+        embed, head = split
+        cfg, scan = self.config, self.scan
         with torch.no_grad():
-            x = self.preprocess(np.zeros((self.preprocess.crop, self.preprocess.crop, 3), np.uint8))
             self.model.eval()
-            per_image = self.embed(x[None].to(self.device)).numel() * 4
-        if per_image * (len(self.scan.train) + len(self.scan.val)) > MAX_CACHE_BYTES:
-            self.embed = self.head = None
+            shape = tuple(embed(self.accel.images(self._blank[None])).shape[1:])
+        parts = {"train": scan.train, "val": scan.val}
+        root = cache_root(cfg.cache_dir)
+        stores: dict[str, EmbeddingStore] = {}
+        try:
+            preprocess = self.preprocess.to_dict()
+            for part, samples in parts.items():
+                if not len(samples):
+                    stores[part] = EmbeddingStore.in_memory(0, shape)
+                    continue
+                key = cache_key(
+                    model=f"{cfg.model}|{cfg.strategy}|{cfg.cut_layer}",
+                    embed=self.model,
+                    head=head,  # a new head is random in every run, and not part of the embedding
+                    preprocess=preprocess,
+                    samples=samples,
+                    part=part,
+                )
+                meta = {"model": cfg.model, "strategy": cfg.strategy, "data": str(scan.root), "part": part}
+                stores[part] = EmbeddingStore.open(root, key, len(samples), shape, meta)
+            prune(root, DEFAULT_MAX_BYTES, keep={s.path.name for s in stores.values() if s.path is not None})
+        except EmbeddingCacheError as exc:
+            for store in stores.values():
+                store.close()
+            per_image = 2 * int(np.prod(shape))
+            if per_image * sum(len(s) for s in parts.values()) > MAX_MEMORY_CACHE_BYTES:
+                self.notices.append(
+                    f"The embeddings cannot be cached: {exc}. They are too many to keep in memory, so every "
+                    "epoch runs the whole network."
+                )
+                return
+            self.notices.append(f"The embedding cache cannot be kept on disk ({exc}); it is kept in memory.")
+            stores = {part: EmbeddingStore.in_memory(len(s), shape) for part, s in parts.items()}
+        self.embed, self.head = embed, head
+        self.train_store, self.val_store = stores["train"], stores["val"]
+        on_disk = stores["train"].path or stores["val"].path
+        self.cache_path = str(on_disk.parent) if on_disk is not None else ""
+        reused = sum(int(self._owned_done(part).sum()) for part in parts)
+        if reused:
+            total = sum(len(self._owned(part)) for part in parts)
             self.notices.append(
-                "The embeddings are too large to cache in memory; every epoch runs the whole network."
+                f"The embeddings of {reused} of {total} images are reused from an earlier run on the same "
+                f"files with the same model, weights and preprocessing ({root})."
             )
 
     # -- facts ------------------------------------------------------------------------------------
@@ -177,95 +263,268 @@ class TrainingSetup:
         return len(self.val_set)
 
     def plan(self, epoch: int) -> list[list[int]]:
-        return batch_plan(self.n_train, self.config.batch_size, self.config.seed, epoch)
+        """The global batches of ``epoch``: a single process's, so 1 and N processes train alike."""
+        plan = batch_plan(self.n_train, self.config.batch_size, self.config.seed, epoch)
+        return plan if self.cached else merge_small_batches(plan, self.dist.world_size)
+
+    def local_plan(self, epoch: int, start: int = 0) -> list[list[int]]:
+        """This process's share of each global batch of ``epoch`` from batch ``start``."""
+        d = self.dist
+        return [rank_share(b, d.rank, d.world_size, by_index=self.cached) for b in self.plan(epoch)[start:]]
+
+    def _owned(self, part: str) -> np.ndarray:
+        n = len(self.scan.train if part == "train" else self.scan.val)
+        return rank_rows(n, self.dist.rank, self.dist.world_size)
+
+    def _owned_done(self, part: str) -> np.ndarray:
+        store = self.train_store if part == "train" else self.val_store
+        if store is None:
+            return np.zeros(0, dtype=bool)
+        return np.asarray(store.done)[self._owned(part)]
+
+    def take_notices(self) -> list[str]:
+        """Messages that arose while training (once each)."""
+        said, self._later_notices = self._later_notices, []
+        return said
 
     # -- batches ----------------------------------------------------------------------------------
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        """The training batches of ``epoch`` (0-based) from batch ``start``: from the embedding cache once
-        every image has been embedded, else loaded (and augmented) from the files."""
-        plan = self.plan(epoch)[start:]
-        if self.cached and bool((self.train_cached | self.train_bad).all()):
-            yield from _from_cache(plan, self.train_labels, self.train_bad)
-            return
-        yield from DataLoader(
-            self.train_set,
-            batch_sampler=plan,
-            collate_fn=collate_skipping_bad,
-            num_workers=self.config.num_workers,
-        )
+        """This process's training batches of ``epoch`` (0-based) from batch ``start``: loaded (and augmented)
+        from the files, or, with the embedding cache, index-only batches whose features are in the cache
+        (images not cached yet are loaded and embedded first)."""
+        plan = self.local_plan(epoch, start)
+        if self.cached:
+            yield from self._cached_batches(plan, "train")
+        else:
+            yield from self._loaded(plan, "train")
+
+    def val_plan(self, batch_size: int) -> list[list[int]]:
+        rows = self._owned("val").tolist()
+        return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
 
     def val_batches(self, batch_size: int) -> Iterator[Batch]:
-        n = self.n_val
-        plan = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
-        if self.cached and bool((self.val_cached | self.val_bad).all()):
-            yield from _from_cache(plan, self.val_labels, self.val_bad)
-            return
-        yield from DataLoader(
-            self.val_set,
-            batch_sampler=plan,
-            collate_fn=collate_skipping_bad,
-            num_workers=self.config.num_workers,
-        )
+        """This process's validation batches (all of them for a single process)."""
+        plan = self.val_plan(batch_size)
+        if self.cached:
+            yield from self._cached_batches(plan, "val")
+        else:
+            yield from self._loaded(plan, "val")
 
     def val_steps(self, batch_size: int) -> int:
-        return -(-self.n_val // batch_size)
+        return len(self.val_plan(batch_size))
+
+    def _loader(self, part: str) -> tuple[DataLoader, EpochBatches]:
+        """The part's DataLoader, made once: its worker processes persist from epoch to epoch."""
+        if part not in self._loaders:
+            batches = EpochBatches([])
+            dataset = self.train_set if part == "train" else self.val_set
+            loader = make_loader(
+                dataset, batches, num_workers=self.num_workers, pin_memory=self.accel.pin_memory
+            )
+            self._loaders[part] = (loader, batches)
+        return self._loaders[part]
+
+    def _loaded(self, plan: list[list[int]], part: str) -> Iterator[Batch]:
+        if not plan:
+            return
+        loader, batches = self._loader(part)
+        batches.plan = plan
+        yield from loader
+
+    def _cached_batches(self, plan: list[list[int]], part: str) -> Iterator[Batch]:
+        store = self.train_store if part == "train" else self.val_store
+        assert store is not None
+        bad = self.train_bad if part == "train" else self.val_bad
+        labels = self.train_labels if part == "train" else self.val_labels
+        done = np.asarray(store.done)
+        missing = [[i for i in idx if not done[i] and not bad[i]] for idx in plan]
+        loaded = self._loaded([m for m in missing if m], part)
+        for idx, todo in zip(plan, missing, strict=True):
+            failures: list[tuple[int, str]] = []
+            if todo:
+                batch = next(loaded)
+                failures = batch.failures
+                if batch.images.numel():
+                    store.write(batch.indices, self._embed(batch.images))
+                done = np.asarray(store.done)
+            keep = torch.tensor([i for i in idx if done[i]], dtype=torch.long)
+            yield Batch(images=torch.empty(0), labels=labels[keep], indices=keep, failures=failures)
 
     # -- the computation --------------------------------------------------------------------------
-    def logits(self, batch: Batch, part: str) -> torch.Tensor:
-        """The model's output for a batch of ``part`` ("train" or "val"), through the cache when there is one.
-        A batch without images is one the cache serves (callers skip batches without labels)."""
+    def _pieces(self, n: int) -> list[slice]:
+        return list(chunks(n, self.micro_batch or n))
+
+    def _out_of_memory(self, n: int, exc: BaseException) -> None:
+        """After the device ran out of memory with ``n`` images at a time: half as many from now on (the
+        pieces' gradients add up to the same step), or the error, if one image did not fit."""
+        current = min(self.micro_batch or n, n)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accel.free_memory()
+        where = f"{self.device}" + (f" (process {self.dist.rank})" if self.dist.enabled else "")
+        if current <= 1:
+            raise RuntimeError(f"{where} ran out of memory with a single image: {exc}") from exc
+        if self.dist.enabled:
+            # Under torchrun the processes meet in every step's gradient all-reduce: one process cannot
+            # redo a step alone, so it stops (the others with it) and says what to change.
+            raise RuntimeError(
+                f"{where} ran out of memory with {current} images at a time. Under torchrun each process "
+                f"takes its share of the batch of {self.config.batch_size}; resume with a smaller "
+                "--batch-size."
+            ) from exc
+        self.micro_batch = current // 2
+        self._later_notices.append(
+            f"The {self.device.type.upper()} device ran out of memory with {current} images at a time; it "
+            f"now takes {self.micro_batch} at a time and adds up their gradients, so each step still learns "
+            f"from the whole batch of {self.config.batch_size}."
+        )
+
+    def _embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen layers' output for a batch of images, in pieces that fit the device."""
+        assert self.embed is not None
+        while True:
+            try:
+                outs = []
+                for piece in self._pieces(len(images)):
+                    with torch.no_grad(), self.accel.autocast():
+                        outs.append(self.embed(self.accel.images(images[piece])).float())
+                return torch.cat(outs)
+            except (RuntimeError, torch.OutOfMemoryError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                self._out_of_memory(len(images), exc)
+
+    def _input(self, batch: Batch, rows: slice, part: str) -> torch.Tensor:
         if not self.cached:
-            return self.model(batch.images.to(self.device))
-        cache = self.train_cache if part == "train" else self.val_cache
-        if batch.images.numel() == 0 and cache is not None:  # a batch served from the cache
-            features = cache[batch.indices.to(self.device)]
-        else:
-            with torch.no_grad():
-                features = self.embed(batch.images.to(self.device))
-            self._store(features, batch.indices, part)
-        return self.head(features)
+            return self.accel.images(batch.images[rows])
+        store = self.train_store if part == "train" else self.val_store
+        assert store is not None
+        return store.read(batch.indices[rows]).to(self.device, non_blocking=self.accel.pin_memory)
+
+    def logits(self, batch: Batch, part: str) -> torch.Tensor:
+        """The model's output (float32) for a batch of ``part`` ("train" or "val"), from the cache when
+        there is one; in pieces that fit the device. The caller chooses grad mode and the model's mode."""
+        module = self.head if self.cached else self.model
+        assert module is not None
+        n = int(batch.labels.numel())
+        while True:
+            try:
+                outs = []
+                for piece in self._pieces(n):
+                    with self.accel.autocast():
+                        outs.append(module(self._input(batch, piece, part)).float())
+                return torch.cat(outs) if outs else torch.zeros(0, len(self.class_names), device=self.device)
+            except (RuntimeError, torch.OutOfMemoryError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                self._out_of_memory(n, exc)
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
 
-    def backward_step(self, loss: torch.Tensor) -> None:
+    def forward_backward(self, batch: Batch, weight: float) -> StepResult:
+        """Gradients of ``weight`` × this process's summed loss over ``batch``; nothing is applied yet.
+
+        ``weight`` is 1/(images in the batch) for a single process and world/(images in the global batch)
+        under DistributedDataParallel (which averages over processes): either way the gradient of the
+        batch's mean loss. Pieces that fit the device add up their gradients (only the last one is
+        all-reduced). A process with no image takes part with zero gradients.
+        """
+        n = int(batch.labels.numel())
+        while True:
+            try:
+                return self._forward_backward(batch, n, weight)
+            except (RuntimeError, torch.OutOfMemoryError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                self._out_of_memory(n, exc)
+
+    def _forward_backward(self, batch: Batch, n: int, weight: float) -> StepResult:
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        if n == 0:
+            self._no_images_step()
+            return StepResult(0.0, 0, 0)
+        module = self.ddp if self.ddp is not None else self.trained
+        y_all = batch.labels.to(self.device, non_blocking=self.accel.pin_memory)
+        loss_sum, correct = 0.0, 0
+        pieces = self._pieces(n)
+        for k, piece in enumerate(pieces):
+            last = k == len(pieces) - 1
+            quiet = self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()
+            with quiet:
+                x = self._input(batch, piece, "train")
+                y = y_all[piece]
+                with self.accel.autocast():
+                    logits = module(x)
+                loss = self._summed_loss(logits.float(), y)
+                scaled = loss * weight
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            loss_sum += float(loss.detach())
+            correct += int((logits.detach().argmax(1) == y).sum())
+        return StepResult(loss_sum, correct, n)
+
+    def _no_images_step(self) -> None:
+        """Under DistributedDataParallel a process without a readable image still joins the gradient
+        all-reduce: a forward pass that contributes zero (BatchNorm statistics it touches are put back)."""
+        if self.ddp is None:
+            return
+        if self.cached:
+            assert self.train_store is not None
+            x = torch.zeros((0, *self.train_store.feature_shape), device=self.device)
+        else:
+            x = self.accel.images(torch.stack([self._blank, self._blank]))
+        saved = [b.detach().clone() for b in self.trained.buffers()]
+        with self.accel.autocast():
+            out = self.ddp(x)
+        (out.float().sum() * 0.0).backward()
+        with torch.no_grad():
+            for b, old in zip(self.trained.buffers(), saved, strict=True):
+                b.copy_(old)
+
+    def apply_step(self) -> None:
+        """The optimizer's step with the gradients of :meth:`forward_backward` (through the GradScaler in
+        fp16, which skips a step whose gradients overflowed)."""
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
 
     def step(self, batch: Batch, lr: float) -> float:
-        """One optimisation step at base learning rate ``lr``; the batch's loss (possibly not finite). A batch
-        whose every image was unreadable (no labels) takes no step and gives NaN."""
-        if batch.labels.numel() == 0:
+        """One optimisation step at base learning rate ``lr``; the batch's mean loss (possibly not finite,
+        then no step is applied). A batch whose every image was unreadable (no labels) takes no step and
+        gives NaN. Single process (the LR finder)."""
+        n = int(batch.labels.numel())
+        if n == 0:
             return float("nan")
         self.set_lr(lr)
-        logits = self.logits(batch, "train")
-        loss = self.criterion(logits, batch.labels.to(self.device))
-        value = float(loss.detach())
+        result = self.forward_backward(batch, 1.0 / n)
+        value = result.loss_sum / n
         if np.isfinite(value):
-            self.backward_step(loss)
+            self.apply_step()
         return value
 
-    def _store(self, features: torch.Tensor, indices: torch.Tensor, part: str) -> None:
-        cache = self.train_cache if part == "train" else self.val_cache
-        flags = self.train_cached if part == "train" else self.val_cached
-        if cache is None:
-            n = self.n_train if part == "train" else self.n_val
-            cache = torch.zeros((n, *features.shape[1:]), dtype=features.dtype, device=features.device)
-            if part == "train":
-                self.train_cache = cache
-            else:
-                self.val_cache = cache
-        cache[indices.to(cache.device)] = features.detach()
-        flags[indices] = True
+    def flush(self) -> None:
+        """The embedding cache on disk, up to date (at the end of an epoch, and when stopping)."""
+        for store in (self.train_store, self.val_store):
+            if store is not None:
+                store.flush()
+
+    def close(self) -> None:
+        """Stop the DataLoader worker processes and close the cache; idempotent."""
+        for loader, _ in self._loaders.values():
+            close_loader(loader)
+        self._loaders.clear()
+        for store in (self.train_store, self.val_store):
+            if store is not None:
+                store.close()
 
 
-def _from_cache(plan: list[list[int]], labels: torch.Tensor, bad: torch.Tensor) -> Iterator[Batch]:
-    """Batches without images (the cache holds their features) of the readable images of ``plan``."""
-    for idx in plan:
-        keep = torch.tensor([i for i in idx if not bad[i]], dtype=torch.long)
-        yield Batch(images=torch.empty(0), labels=labels[keep], indices=keep, failures=[])
+def _labels(samples: Any) -> np.ndarray:
+    labels = getattr(samples, "labels", None)
+    if labels is not None:
+        return np.asarray(labels, dtype=np.int64)
+    return np.asarray([y for _, y in samples], dtype=np.int64)
 
 
 def prepare_training(

@@ -73,18 +73,24 @@ def test_dropout_before_the_head_acts_only_while_training(tiny_folder: Path):
     assert head.weight.shape[0] == 3  # the architecture (and its checkpoint names) are unchanged
 
 
-def test_the_embedding_cache_stores_features_without_dropout(tiny_folder: Path):
+def test_the_embedding_cache_stores_features_without_dropout(tiny_folder: Path, tmp_path: Path):
     scan = scan_dataset(tiny_folder)
-    plain = prepare_training(quick(tiny_folder, augmentation=Augmentation.none()), scan)
-    dropped = prepare_training(quick(tiny_folder, dropout=0.5, augmentation=Augmentation.none()), scan)
-    assert plain.cached and dropped.cached
-    batch = next(iter(dropped.train_batches(0)))
-    for setup in (plain, dropped):
-        setup.set_train_mode()  # the head in training mode: its dropout is on
+    config = quick(tiny_folder, dropout=0.5, augmentation=Augmentation.none(), cache_dir=str(tmp_path))
+    setup = prepare_training(config, scan)
+    assert setup.cached and setup.cache_path.startswith(str(tmp_path))
+    setup.set_train_mode()  # the head in training mode: its dropout is on
+    try:
+        batch = next(iter(setup.train_batches(0)))  # embeds this batch's images into the cache
+        rows = batch.indices
+        stored = setup.train_store.read(rows)
+        images = torch.stack([setup.train_set[int(i)][0] for i in rows])
         with torch.no_grad():
-            setup.logits(batch, "train")
-    rows = batch.indices
-    assert torch.equal(dropped.train_cache[rows], plain.train_cache[rows])  # no zeros from dropout
+            plain = setup.embed(images)  # the head's dropout acts after the embedding, not in it
+            dropped = F.dropout(plain, 0.5, training=True)
+        assert torch.allclose(stored, plain.half().float())  # stored in float16, without dropout's zeros
+        assert not torch.allclose(stored, dropped.half().float())
+    finally:
+        setup.close()
 
 
 def test_discriminative_learning_rates(tiny_folder: Path):

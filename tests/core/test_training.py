@@ -130,7 +130,9 @@ def test_embedding_cache_gives_the_same_training_as_the_full_network(tiny_folder
     assert of_type(cached_events, RunStarted)[0].cached and not of_type(full_events, RunStarted)[0].cached
     a = [(e.train_loss, e.val_loss) for e in of_type(cached_events, EpochEnd)]
     b = [(e.train_loss, e.val_loss) for e in of_type(full_events, EpochEnd)]
-    assert np.allclose(a, b, rtol=1e-4, atol=1e-5)
+    # the cache stores float16 (half the disk and memory): losses agree to float16's ~3 significant digits
+    assert np.allclose(a, b, rtol=2e-3, atol=1e-4)
+    assert not np.allclose(a[0], a[1], rtol=2e-3)  # and the runs did learn: the comparison can fail
 
 
 def test_cache_turns_augmentation_off_with_a_notice(tiny_folder: Path, tmp_path: Path):
