@@ -8,13 +8,19 @@ The GUI's worker owns the Control and flips it from the GUI thread; the CLI uses
 from __future__ import annotations
 
 import inspect
+import multiprocessing
+import os
 import pickle
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from cnn_explorer.core.allocator import keep_freed_memory
+
+PARENT_GONE_GRACE_S = 10.0  # a worker process whose window is gone has this long to save its checkpoint
+PARENT_POLL_S = 0.5
 
 
 class Cancelled(Exception):
@@ -125,11 +131,15 @@ def serve_job(
     Messages: ("event", item) for each progress event, then exactly one of ("result", value),
     ("failed", exception) or ("cancelled", None). It lives here, not in the Qt layer, so the child
     process never imports Qt.
+
+    The process is not a daemon (a daemon may not start processes, and a DataLoader's workers are
+    processes), so it watches its parent itself: see :func:`watch_parent`.
     """
     keep_freed_memory()  # as in the window's process: training steps reuse memory
     control = Control(
         lambda event: queue.put(("event", event)), cancel_event=cancel_event, running_event=running_event
     )
+    watch_parent(control)
     try:
         queue.put(("result", run_job(fn, args, kwargs, control)))
     except Cancelled:
@@ -146,3 +156,50 @@ def serve_job(
             payload = RuntimeError(f"{type(exc).__name__}: {exc}")
         payload.__traceback_text__ = text  # type: ignore[attr-defined]
         queue.put(("failed", payload))
+
+
+def parent_alive_check() -> Callable[[float], bool]:
+    """A function ``alive(timeout_s)`` that waits up to ``timeout_s`` and tells whether the process that
+    started this one still runs. On POSIX an orphan is adopted by another process, so a changed parent id
+    decides (multiprocessing's handle on the parent only wakes the wait at once: it also reads as ended
+    when the parent merely dropped its Process object); elsewhere that handle decides."""
+    parent = multiprocessing.parent_process()
+    ppid = os.getppid()
+    by_pid = os.name == "posix"
+
+    def alive(timeout_s: float) -> bool:
+        if parent is not None and parent.is_alive():
+            parent.join(timeout_s)  # returns as soon as the parent ends
+        else:
+            time.sleep(timeout_s)
+        if by_pid:
+            return os.getppid() == ppid
+        return parent is None or parent.is_alive()
+
+    return alive
+
+
+def watch_parent(
+    control: Control,
+    *,
+    alive: Callable[[float], bool] | None = None,
+    grace_s: float = PARENT_GONE_GRACE_S,
+    poll_s: float = PARENT_POLL_S,
+    end: Callable[[int], Any] = os._exit,
+) -> threading.Thread:
+    """Start a daemon thread that ends this worker process when its parent (the window) is gone: it
+    cancels ``control`` first, so that a run stops at its next step and saves its checkpoint, then ends
+    the process after ``grace_s`` seconds whatever it is doing (sending to a window that no longer reads
+    may block for ever). This is the guarantee a daemon process had: it does not outlive the window."""
+    alive = alive or parent_alive_check()
+
+    def watch() -> None:
+        while alive(poll_s):
+            pass
+        control.cancel()
+        time.sleep(grace_s)
+        end(1)
+
+    thread = threading.Thread(target=watch, name="parent-watchdog", daemon=True)
+    thread.start()
+    return thread

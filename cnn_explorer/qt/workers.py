@@ -29,10 +29,12 @@ page needs no queue of its own and no ``is_current`` guards (the pattern of Oran
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import logging
 import multiprocessing
+import multiprocessing.util  # its exit handler (joining children) is registered before ours, so runs after
 import os
 import queue as queue_module
 import threading
@@ -51,6 +53,7 @@ from cnn_explorer.core.control import Cancelled, Control, run_job, serve_job
 EVENT_INTERVAL_MS = 50  # <= 20 UI updates per second
 MIN_EVENT_GAP_S = 0.9 * EVENT_INTERVAL_MS / 1000
 PROCESS_NICENESS = 10  # a worker process yields the CPU to the window (it gets ~10% of a core it shares)
+EXIT_GRACE_S = 5.0  # at exit, a worker process still running gets this long to save its checkpoint
 
 _active: set[Job] = set()
 
@@ -90,7 +93,13 @@ def _lower_priority(pid: int) -> None:
 
 
 class _ProcessRelay(QThread):
-    """Runs the job in a spawned child process and relays its messages from this thread."""
+    """Runs the job in a spawned child process and relays its messages from this thread.
+
+    The child is not a daemon: a daemon process may not start processes of its own, and a DataLoader's
+    workers are processes. It does not outlive the window all the same: it ends itself when this process
+    is gone (``core.control.watch_parent``), and at exit a child still running is stopped
+    (:func:`_end_worker_processes`).
+    """
 
     done = Signal(str, object)
 
@@ -103,7 +112,7 @@ class _ProcessRelay(QThread):
         self.process = context.Process(
             target=serve_job,
             args=(fn, args, kwargs, channel, control._cancel, control._running),
-            daemon=True,
+            daemon=False,
         )
 
     def run(self) -> None:
@@ -297,6 +306,23 @@ def shutdown(timeout_ms: int = 15_000) -> list[str]:
             job._finished = True
             _active.discard(job)
     return stuck
+
+
+def _end_worker_processes() -> None:
+    """At exit, what a daemon child would have had: worker processes still running are asked to stop (a
+    run saves its checkpoint), given EXIT_GRACE_S, then terminated; multiprocessing's own exit handler
+    would otherwise wait for them for ever."""
+    relays = [job._thread for job in list(_active) if isinstance(job._thread, _ProcessRelay)]
+    running = [relay for relay in relays if relay.process.is_alive()]
+    for relay in running:
+        relay._control.cancel()
+    deadline = time.monotonic() + EXIT_GRACE_S
+    for relay in running:
+        relay.process.join(max(0.0, deadline - time.monotonic()))
+        relay.stop_now()
+
+
+atexit.register(_end_worker_processes)
 
 
 # -- "latest request wins" -----------------------------------------------------------------------------
