@@ -49,7 +49,13 @@ from cnn_explorer.core.training import (
     predict_files,
     resume,
 )
-from cnn_explorer.core.transfer.progress import TrainingProgress, epoch_line, fmt_number, watch_line
+from cnn_explorer.core.transfer.progress import (
+    TrainingProgress,
+    epoch_line,
+    fmt_number,
+    hardware_text,
+    watch_line,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 PLAIN_PROGRESS_EVERY_S = 10.0  # without a terminal: a progress line at most this often
@@ -93,6 +99,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="watch it learn: print this image's top prediction (Grad-CAM computed) after every epoch",
     )
     p.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
+    p.add_argument(
+        "--step-epochs",
+        type=int,
+        default=defaults.step_epochs,
+        help="step schedule: multiply the rate by --gamma every this many epochs (default 0: a third)",
+    )
+    p.add_argument("--gamma", type=float, default=defaults.gamma, help="step schedule's factor (default 0.1)")
     p.add_argument("--image-size", type=int, default=None, help="input crop in pixels (default: the model's)")
     p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     p.add_argument("--seed", type=int, default=defaults.seed)
@@ -123,6 +136,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where the embedding cache is kept (default: the user's cache folder); reused by later runs",
     )
     p.add_argument("--no-augment", action="store_true", help="no random crops/flips for training images")
+    p.add_argument("--no-crop", action="store_true", help="no random resized crops (flips stay on)")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips (crops stay on)")
+    p.add_argument(
+        "--crop-scale",
+        type=float,
+        default=Augmentation().crop_scale_min,
+        help="smallest area fraction a random crop keeps (default %(default)s)",
+    )
     p.add_argument("--rotation", type=float, default=0.0, help="random rotation in degrees")
     p.add_argument("--color-jitter", type=float, default=0.0, help="random brightness/contrast/saturation")
     p.add_argument(
@@ -204,8 +225,11 @@ def workers_setting(text: str) -> int | None:
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
-    aug = Augmentation.none() if args.no_augment else Augmentation()
-    aug.rotation, aug.color_jitter = args.rotation, args.color_jitter
+    if args.no_augment:
+        aug = Augmentation.none()
+    else:
+        aug = Augmentation(random_resized_crop=not args.no_crop, flip=not args.no_flip)
+    aug.crop_scale_min, aug.rotation, aug.color_jitter = args.crop_scale, args.rotation, args.color_jitter
     return TrainConfig(
         data=str(Path(args.data).expanduser().resolve()),
         model=args.model,
@@ -217,6 +241,8 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         optimizer=args.optimizer,
         watch_image=str(args.watch.expanduser().resolve()) if args.watch else "",
         schedule=args.schedule,
+        step_epochs=args.step_epochs,
+        gamma=args.gamma,
         augmentation=aug,
         cache_embeddings=not args.no_cache,
         image_size=args.image_size,
@@ -393,7 +419,7 @@ def _drive(events, quiet: bool) -> int:
             if isinstance(ev, RunStarted):
                 print(
                     f"Run folder: {ev.run_dir}\n{ev.config.model}, {ev.config.strategy}, "
-                    f"{ev.trainable_params:,} of {ev.total_params:,} parameters trained, on "
+                    f"{ev.trainable_params:,} of {ev.total_params:,} parameters trained, "
                     f"{hardware_text(ev)}; {ev.n_train} training / {ev.n_val} validation images\n"
                     f"Starting weights: {ev.weights}",
                     file=out,
@@ -446,16 +472,6 @@ def _drive(events, quiet: bool) -> int:
         if bar is not None:
             bar.close()
     return EXIT_OK if summary.status == "finished" else EXIT_FAILED
-
-
-def hardware_text(ev: RunStarted) -> str:
-    """ "cuda:0 (bf16 mixed precision, channels-last), 4 data workers, 2 processes"."""
-    how = [{"fp32": "fp32", "bf16": "bf16 mixed precision", "fp16": "fp16 mixed precision"}[ev.precision]]
-    if ev.channels_last:
-        how.append("channels-last")
-    text = f"{ev.device} ({', '.join(how)})"
-    text += f", {ev.num_workers} data worker{'' if ev.num_workers == 1 else 's'}" if ev.num_workers else ""
-    return text + (f", {ev.world_size} processes" if ev.world_size > 1 else "")
 
 
 def _write(line: str, bar: tqdm | None, stream) -> None:
