@@ -772,6 +772,7 @@ class _Trainer:
         loss_sum, seen = 0.0, 0
         bs = max(1, self.config.batch_size)
         steps = setup.val_steps(bs)
+        setup.sync_buffers()
         self.model.eval()
         if setup.head is not None:
             setup.head.eval()

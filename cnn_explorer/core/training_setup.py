@@ -190,7 +190,11 @@ class TrainingSetup:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(self.trained, device_ids=ids)
+            # No buffer broadcast in each forward pass: a forward then holds no collective, so a process
+            # that runs out of memory in one can redo it in smaller pieces while the others wait in the
+            # step's gradient all-reduce. The BatchNorm statistics are made rank 0's before validating.
+            self.ddp = DistributedDataParallel(self.trained, device_ids=ids, broadcast_buffers=False)
+        self._in_all_reduce = False  # inside the backward pass whose gradients are all-reduced
 
     def _set_up_cache(self, title: str) -> None:
         split = zoo.embedding_split(self.model)
@@ -363,9 +367,10 @@ class TrainingSetup:
         where = f"{self.device}" + (f" (process {self.dist.rank})" if self.dist.enabled else "")
         if current <= 1:
             raise RuntimeError(f"{where} ran out of memory with a single image: {exc}") from exc
-        if self.dist.enabled:
-            # Under torchrun the processes meet in every step's gradient all-reduce: one process cannot
-            # redo a step alone, so it stops (the others with it) and says what to change.
+        if self._in_all_reduce:
+            self._in_all_reduce = False
+            # Part of this step's gradients were already exchanged with the other processes: the step
+            # cannot be redone by this process alone, so it stops (the others with it) and says what to do.
             raise RuntimeError(
                 f"{where} ran out of memory with {current} images at a time. Under torchrun each process "
                 f"takes its share of the batch of {self.config.batch_size}; resume with a smaller "
@@ -458,7 +463,9 @@ class TrainingSetup:
                     logits = module(x)
                 loss = self._summed_loss(logits.float(), y)
                 scaled = loss * weight
+                self._in_all_reduce = self.ddp is not None and last
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+                self._in_all_reduce = False
             loss_sum += float(loss.detach())
             correct += int((logits.detach().argmax(1) == y).sum())
         return StepResult(loss_sum, correct, n)
@@ -480,6 +487,16 @@ class TrainingSetup:
         with torch.no_grad():
             for b, old in zip(self.trained.buffers(), saved, strict=True):
                 b.copy_(old)
+
+    def sync_buffers(self) -> None:
+        """Under torchrun: every process's BatchNorm statistics made rank 0's (the ones its checkpoint
+        keeps), so each validates its shard with the same model."""
+        if not self.dist.enabled:
+            return
+        import torch.distributed as torch_dist
+
+        for buffer in self.model.buffers():
+            torch_dist.broadcast(buffer.data, src=0)
 
     def apply_step(self) -> None:
         """The optimizer's step with the gradients of :meth:`forward_backward` (through the GradScaler in

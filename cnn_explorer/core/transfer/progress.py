@@ -124,6 +124,19 @@ class TrainingProgress:
         )
 
 
+def hardware_text(ev: RunStarted) -> str:
+    """How the run computes, as it was resolved: "on cuda:0 · bf16 mixed precision · channels-last ·
+    4 data workers · 2 processes" (only what applies)."""
+    parts = [f"on {ev.device}", "fp32" if ev.precision == "fp32" else f"{ev.precision} mixed precision"]
+    if ev.channels_last:
+        parts.append("channels-last")
+    workers = ev.num_workers
+    parts.append("no data workers" if workers == 0 else f"{workers} data worker{'s' if workers > 1 else ''}")
+    if ev.world_size > 1:
+        parts.append(f"{ev.world_size} processes")
+    return " · ".join(parts)
+
+
 def epoch_line(ev: object) -> str:
     """One line per finished epoch, as the CLI prints it."""
     pct = "{:.1%}"

@@ -4,7 +4,10 @@
 Epochs, batch size, learning rate (empty: the strategy's default, shown as the placeholder; the LR finder
 fills it in), the LR factor of the earliest block (discriminative rates, fine-tune-top/-all only),
 optimizer with momentum (SGD) and weight decay, schedule, label smoothing, dropout before the new head,
-input size, augmentation, the embedding cache, validation share, seed and device.
+input size, augmentation, the embedding cache, validation share, seed, and how the machine runs it: the
+device, the precision (automatic: bf16 or fp16 mixed precision on CUDA, fp32 elsewhere), the DataLoader's
+worker processes (automatic: chosen from the data size and the CPUs) and the channels-last layout (CUDA).
+What "automatic" picks here, and why a choice is greyed out, follows the chosen device.
 
 The embedding cache and augmentation cannot both act: the cache holds the frozen layers' output for the
 plain images. While the cache is on for a strategy that uses it, the augmentation controls are greyed
@@ -13,7 +16,7 @@ out and a line says why (``augment_note``); the run then trains without augmenta
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -29,7 +32,8 @@ from PySide6.QtWidgets import (
 )
 
 from cnn_explorer.core import zoo
-from cnn_explorer.core.data import Augmentation
+from cnn_explorer.core.accel import resolve_precision
+from cnn_explorer.core.data import WORKERS_FROM_IMAGES, Augmentation, resolve_num_workers
 from cnn_explorer.core.train_config import ConfigError, TrainConfig, resolve_device
 from cnn_explorer.core.transfer.strategies import strategy_class
 from cnn_explorer.qt.style import SMALL_MUTED_STYLE
@@ -39,6 +43,16 @@ AUGMENT_OFF_WITH_CACHE = (
     "Augmentation is off while the embedding cache is on: the cache holds the frozen layers' output for "
     "the plain images. Untick the cache to augment (every epoch then runs the whole network)."
 )
+AUTO_WORKERS = -1  # the workers spin box's "automatic" (None in TrainConfig)
+PRECISION_TIPS = {
+    "auto": "Automatic: bf16 mixed precision on a CUDA GPU that has it (Ampere and later), else fp16; fp32 "
+    "on a CPU or an Apple GPU.",
+    "fp32": "fp32: full 32-bit arithmetic, exact as the course computes; the slowest on a GPU.",
+    "bf16": "bf16: the forward pass in bfloat16 (fp32's range, fewer digits): about half the activation "
+    "memory and tensor-core speed on recent GPUs; on a CPU fast only with bf16 units.",
+    "fp16": "fp16: the forward pass in float16 with loss scaling (its small range would lose tiny "
+    "gradients), for CUDA GPUs without bf16.",
+}
 
 
 def form_layout(group: QGroupBox) -> QFormLayout:
@@ -98,7 +112,7 @@ class HyperParamsBox(QGroupBox):
         form.addRow("Label smoothing", self.smoothing_spin)
         self.dropout_spin = _dspin(0.0, 0.9, d.dropout, step=0.1)
         self.dropout_spin.setToolTip("Dropout on the new head's input while training (0: none)")
-        form.addRow("Dropout before head", self.dropout_spin)
+        form.addRow("Head dropout", self.dropout_spin)  # short: the column has no room for more
         self.size_combo = QComboBox()
         self.size_combo.setToolTip("Smaller inputs train much faster on a CPU, at some cost in accuracy")
         form.addRow("Input size", self.size_combo)
@@ -130,8 +144,77 @@ class HyperParamsBox(QGroupBox):
                 self.device_combo.model().item(self.device_combo.count() - 1).setEnabled(False)
                 continue
             self.device_combo.addItem(f"automatic ({resolved.type})" if key == "auto" else key, key)
+        self.device_combo.setToolTip("Where the network computes: a CUDA or Apple GPU is many times faster")
+        self.device_combo.currentIndexChanged.connect(self._update_hardware)
         form.addRow("Device", self.device_combo)
+        self._build_hardware(d)
         self._update()
+        self._update_hardware()
+
+    def _build_hardware(self, d: TrainConfig) -> None:
+        form = self.form
+        self.precision_combo = QComboBox()
+        for text, key in (
+            ("automatic", "auto"),
+            ("fp32", "fp32"),
+            ("bf16 mixed", "bf16"),
+            ("fp16 mixed", "fp16"),
+        ):
+            self.precision_combo.addItem(text, key)
+        self.precision_combo.setCurrentIndex(self.precision_combo.findData(d.precision))
+        form.addRow("Precision", self.precision_combo)
+        self.workers_spin = _spin(AUTO_WORKERS, 32, AUTO_WORKERS if d.num_workers is None else d.num_workers)
+        self.workers_spin.setSpecialValueText("automatic")
+        large = resolve_num_workers(None, WORKERS_FROM_IMAGES)
+        self.workers_spin.setToolTip(
+            "Processes that read and decode the images while the network trains, so that a fast GPU does "
+            "not wait for them; they help on large datasets, with augmentation. 0: the training process "
+            f"reads them itself. Automatic: none below {WORKERS_FROM_IMAGES} images, else {large} here "
+            "(one per CPU core but one, at most 8)."
+        )
+        form.addRow("Data workers", self.workers_spin)
+        self.channels_last_check = QCheckBox("channels-last layout (CUDA)")
+        self.channels_last_check.setChecked(d.channels_last)
+        form.addRow(self.channels_last_check)
+
+    def _device_type(self) -> str | None:
+        """The kind of device the chosen setting runs on ("cuda", "cpu", "mps"), None if unavailable."""
+        try:
+            return resolve_device(str(self.device_combo.currentData())).type
+        except ConfigError:
+            return None
+
+    def _update_hardware(self) -> None:
+        """What "automatic" means on the chosen device; greyed out, with the reason, what it cannot run."""
+        kind = self._device_type() or "cpu"
+        device = resolve_device(kind)
+        where = {"cuda": "CUDA", "mps": "this Apple GPU"}.get(kind, "this CPU")
+        combo = self.precision_combo
+        combo.setItemText(0, f"automatic ({resolve_precision('auto', device)} on {where})")
+        for index in range(combo.count()):
+            key = str(combo.itemData(index))
+            try:
+                resolve_precision(key, device)
+                reason = ""
+            except ConfigError as exc:
+                reason = str(exc).removeprefix("Invalid setting: ")
+            combo.model().item(index).setEnabled(not reason)
+            tip = PRECISION_TIPS[key] + (f" Not available: {reason}" if reason else "")
+            combo.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
+            if reason and index == combo.currentIndex():
+                combo.setCurrentIndex(0)  # what was chosen cannot run on this device
+        combo.setToolTip(
+            "The arithmetic of the forward pass. Mixed precision (bf16, fp16) roughly halves the memory of "
+            "the activations and runs convolutions on a GPU's tensor cores; fp32 is exact. "
+            + PRECISION_TIPS[str(combo.currentData())]
+        )
+        cuda = kind == "cuda"
+        self.channels_last_check.setEnabled(cuda)
+        self.channels_last_check.setToolTip(
+            "Keep images and feature maps in NHWC order (the channels of a pixel side by side), the layout "
+            "a GPU's tensor cores convolve fastest, often 10–30% with mixed precision."
+            + ("" if cuda else " Used on CUDA only: there is no CUDA GPU for the chosen device.")
+        )
 
     def _build_augmentation(self, a: Augmentation) -> QWidget:
         box = QWidget()
@@ -198,6 +281,20 @@ class HyperParamsBox(QGroupBox):
         """Input size in pixels (the model's own when it does not offer ``size``)."""
         index = self.size_combo.findData(size)
         self.size_combo.setCurrentIndex(index if index >= 0 else 0)
+
+    def num_workers(self) -> int | None:
+        value = self.workers_spin.value()
+        return None if value == AUTO_WORKERS else value
+
+    def set_hardware(self, config: TrainConfig) -> None:
+        """Show ``config``'s device, precision, workers and layout (what this machine lacks: automatic)."""
+        for combo, key in ((self.device_combo, config.device), (self.precision_combo, config.precision)):
+            index = combo.findData(key)
+            usable = index >= 0 and combo.model().item(index).isEnabled()
+            combo.setCurrentIndex(index if usable else 0)
+        self._update_hardware()
+        self.workers_spin.setValue(AUTO_WORKERS if config.num_workers is None else config.num_workers)
+        self.channels_last_check.setChecked(config.channels_last)
 
     def set_lr(self, lr: float) -> None:
         self.lr_edit.setText(f"{lr:.3g}")

@@ -5,7 +5,7 @@
 :class:`~cnn_explorer.core.train_config.TrainConfig`:
 
 - ``config(data) -> TrainConfig`` reads them (``ConfigError`` names a bad setting, e.g. a learning rate
-  that is not a number);
+  that is not a number); ``changed()`` is emitted whenever any of them changes;
 - ``set_recommendation(rec, similarity_text)`` shows the course's guide for this dataset (computed by the
   page's session from the dataset size and the similarity to ImageNet), with a button that applies it;
 - the strategy "linear classifier on an earlier layer" shows a cut-layer combo (``cut_layer_combo``,
@@ -20,7 +20,19 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import QComboBox, QGroupBox, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from cnn_explorer.core import zoo
 from cnn_explorer.core.explorer.text import BadgeKind
@@ -39,6 +51,7 @@ class TrainingSettingsForm(QWidget):
     model_changed = Signal(str)
     strategy_changed = Signal(str)
     cut_layer_changed = Signal(str)
+    changed = Signal()  # any setting changed (the page's command lines follow the form)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -62,6 +75,14 @@ class TrainingSettingsForm(QWidget):
         for combo in self.findChildren(QComboBox):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(12)
+            combo.currentIndexChanged.connect(self.changed)
+        for check in self.findChildren(QCheckBox):
+            check.toggled.connect(self.changed)
+        for edit in self.findChildren(QLineEdit):
+            if not isinstance(edit.parent(), QAbstractSpinBox):  # a spin box's own line edit
+                edit.textChanged.connect(self.changed)
+        for spin in (*self.findChildren(QSpinBox), *self.findChildren(QDoubleSpinBox)):
+            spin.valueChanged.connect(self.changed)
         self._on_model_changed()
         self._on_strategy_changed()
         self.set_recommendation(None, "")
@@ -250,6 +271,9 @@ class TrainingSettingsForm(QWidget):
             val_fraction=round(p.val_spin.value(), 4),
             seed=p.seed_spin.value(),
             device=str(p.device_combo.currentData()),
+            num_workers=p.num_workers(),
+            precision=str(p.precision_combo.currentData()),
+            channels_last=p.channels_last_check.isChecked(),
             watch_image=watch_image,
         )
         config.validate()

@@ -115,6 +115,7 @@ class FineTunePage(DatasetBinding, TrainingBinding, TransferBinding, RunsBinding
         panel.start_requested.connect(self.start_training)
         panel.pause_requested.connect(self.toggle_pause)
         panel.stop_requested.connect(lambda: self.stop_training())
+        panel.launch_refresh_requested.connect(self.refresh_launch_commands)
         return panel
 
     def _build_right(self) -> QWidget:

@@ -16,6 +16,7 @@ from PySide6.QtCore import Slot
 
 from cnn_explorer.core import zoo
 from cnn_explorer.core.data import DatasetError
+from cnn_explorer.core.launch import launch_commands
 from cnn_explorer.core.runs import RunDir, RunDirError, RunSummary, new_run_dir
 from cnn_explorer.core.training import (
     STRATEGY_TITLES,
@@ -30,7 +31,7 @@ from cnn_explorer.core.training import (
     fit,
     resume_with_logs,
 )
-from cnn_explorer.core.transfer.progress import format_duration
+from cnn_explorer.core.transfer.progress import format_duration, hardware_text
 from cnn_explorer.qt.pages.finetune.jobs import format_count
 from cnn_explorer.qt.workers import Job, start_process_job
 
@@ -130,6 +131,22 @@ class TrainingBinding:
         if wait_ms > 0:
             self._train_job.wait(wait_ms)
 
+    # -- the same run from a terminal -------------------------------------------------------------
+    def refresh_launch_commands(self) -> None:
+        """The command lines that would train the form's settings (only while they are on view)."""
+        panel = self.training_panel.launch
+        if not panel.is_open():
+            return
+        data = str(self._scan.root) if self._scan is not None else self.folder_edit.text().strip()
+        watch = self.session.watch_image
+        try:
+            config = self.form.config(data, watch_image=str(watch) if watch else "")
+        except ConfigError as exc:
+            panel.show_error(str(exc))
+            return
+        out = new_run_dir(self.runs_folder, config.model, config.strategy)
+        panel.show_commands(launch_commands(config, out, gpus=panel.gpus))
+
     # -- the run's events --------------------------------------------------------------------------
     def _on_train_events(self, job: Job, events: list) -> None:
         if job is not self._train_job:
@@ -161,11 +178,14 @@ class TrainingBinding:
     def _on_run_started(self, ev: RunStarted) -> None:
         self.progress_bar.setRange(0, max(1, ev.total_steps))
         self.progress_bar.setValue(self.session.progress.steps_done)
-        cached = " · embeddings cached after the first epoch" if ev.cached else ""
+        cached = ""
+        if ev.cached:
+            where = " on disk, reused by later runs" if ev.cache_path else ""
+            cached = f" · embeddings cached after the first epoch{where}"
         self._set_banner(
             f"Training <b>{html.escape(zoo.get_info(ev.config.model).title)}</b> "
             f"({html.escape(STRATEGY_TITLES[ev.config.strategy])}) "
-            f"on {ev.n_train} images, validating on {ev.n_val}, device {html.escape(ev.device)}: "
+            f"on {ev.n_train} images, validating on {ev.n_val}, {html.escape(hardware_text(ev))}: "
             f"{format_count(ev.trainable_params)} of {format_count(ev.total_params)} parameters "
             f"trainable{cached}. Weights: {html.escape(ev.weights)}.",
             "info",
