@@ -161,6 +161,9 @@ class _FakeSetup:
         assert self.training  # the sweep trains as a run does
         return self.step_fn(lr)
 
+    def close(self) -> None:
+        self.closed = True  # the sweep ends its setup's DataLoader workers
+
 
 def test_lr_find_cycles_epochs_and_skips_empty_batches(monkeypatch, tmp_path: Path):
     fake = _FakeSetup()
@@ -170,6 +173,7 @@ def test_lr_find_cycles_epochs_and_skips_empty_batches(monkeypatch, tmp_path: Pa
     assert len(result.lrs) == 30 and not result.stopped_early
     assert fake.epochs == list(range(15))  # two usable batches an epoch
     assert result.strategy == "feature-extractor" and "all 30 steps" in result.reason
+    assert fake.closed  # and the setup is closed
 
 
 @pytest.fixture(scope="module")

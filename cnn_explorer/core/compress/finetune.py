@@ -143,6 +143,7 @@ def finetune_pruned(
         }
         fresh = TrainingSetup(config, scan, state=state, control=control)  # its optimizer's empty state
         extra = {"epoch": 0, "step": 0, "global_step": 0, "optimizer": fresh.optimizer.state_dict()}
+        fresh.close()
         del fresh
         zoo.save_checkpoint(
             run.last_checkpoint,

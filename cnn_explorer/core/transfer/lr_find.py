@@ -258,6 +258,7 @@ def lr_find(
         )
     finally:
         batches.close()
+        setup.close()  # its DataLoader workers, its cache
     suggestion, why = suggest_lr(lrs, smoothed)
     return LRFindResult(
         lrs=lrs,

@@ -28,12 +28,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from cnn_explorer.core import zoo
 from cnn_explorer.core.charts import line_chart_png
 from cnn_explorer.core.control import Control, checkpoint, report
-from cnn_explorer.core.data import DatasetError, DatasetScan, ImageSamples, collate_skipping_bad
+from cnn_explorer.core.data import (
+    DatasetError,
+    DatasetScan,
+    EpochBatches,
+    ImageSamples,
+    close_loader,
+    make_loader,
+    resolve_num_workers,
+)
 from cnn_explorer.core.runs import write_bytes_atomic
 from cnn_explorer.core.train_config import resolve_device
 from cnn_explorer.core.training_setup import run_preprocess
@@ -119,7 +126,8 @@ def pooled_block_features(
     was_training = model.training
     model.to(device).eval()
     handles = [module.register_forward_hook(hook_for(name)) for name, module in layers]
-    loader = DataLoader(samples, batch_size=batch_size, shuffle=False, collate_fn=collate_skipping_bad)
+    plan = [list(range(i, min(n, i + batch_size))) for i in range(0, n, batch_size)]
+    loader = make_loader(samples, EpochBatches(plan), num_workers=resolve_num_workers(None, n))
     done = 0
     report(control, ProbeProgress("features", 0, n))
     try:
@@ -144,6 +152,7 @@ def pooled_block_features(
                 readable[rows] = True
             report(control, ProbeProgress("features", done, n))
     finally:
+        close_loader(loader)
         for handle in handles:
             handle.remove()
         captured.clear()
