@@ -424,6 +424,10 @@ def _drive(events, quiet: bool) -> int:
                     f"Starting weights: {ev.weights}",
                     file=out,
                 )
+                if ev.cache_path:
+                    print(
+                        f"Embedding cache: {ev.cache_path} (later runs on the same files reuse it)", file=out
+                    )
                 if live:
                     bar = tqdm(
                         total=progress.total_steps,
