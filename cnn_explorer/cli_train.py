@@ -28,7 +28,7 @@ from cnn_explorer.core import zoo
 from cnn_explorer.core.control import Cancelled, Control
 from cnn_explorer.core.data import Augmentation, DatasetError, DatasetScan, ScanProgress, scan_dataset
 from cnn_explorer.core.distributed import SINGLE, DistContext, from_environment
-from cnn_explorer.core.runs import RunDirError, RunWriteError, check_new_run_folder, new_run_dir
+from cnn_explorer.core.runs import RunDir, RunDirError, RunWriteError, check_new_run_folder, new_run_dir
 from cnn_explorer.core.training import (
     OPTIMIZERS,
     PRECISIONS,
@@ -109,7 +109,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=None, help="input crop in pixels (default: the model's)")
     p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=defaults.device)
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda", "mps"),
+        default=None,
+        help=f"where to train (default {defaults.device}; with --resume: the run's own device)",
+    )
     p.add_argument(
         "--workers",
         type=workers_setting,
@@ -248,7 +253,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         image_size=args.image_size,
         val_fraction=args.val_fraction,
         seed=args.seed,
-        device=args.device,
+        device=args.device or TrainConfig().device,
         num_workers=args.workers,
         precision=args.precision,
         channels_last=not args.no_channels_last,
@@ -298,7 +303,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         print("error: give the dataset folder DATA (or --resume with --out RUN_DIR)", file=err)
         return EXIT_BAD_INPUT
     try:
-        dist = from_environment(args.device)
+        dist = from_environment(args.device or _resumed_device(args) or TrainConfig().device)
     except ConfigError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_BAD_INPUT
@@ -306,6 +311,18 @@ def run_finetune(args: argparse.Namespace) -> int:
         return _finetune(args, dist)
     finally:
         dist.close()
+
+
+def _resumed_device(args: argparse.Namespace) -> str | None:
+    """The device a run to resume was trained on (its config.json), so that torchrun's processes join
+    the process group the run used (gloo for CPUs, NCCL for GPUs); None when it cannot be read here."""
+    if not args.resume or args.out is None:
+        return None
+    try:
+        device = RunDir(args.out).read_config().get("device")
+    except (RunDirError, OSError, AttributeError):
+        return None
+    return device if isinstance(device, str) else None
 
 
 def _finetune(args: argparse.Namespace, dist: DistContext) -> int:
@@ -333,11 +350,13 @@ def _finetune(args: argparse.Namespace, dist: DistContext) -> int:
                 events = fit(config, out, scan=scan, control=control, dist=dist)
             return _drive(events, quiet) if speak else _drain(events)
     except RunWriteError as exc:  # the run had started: it failed (disk full), the input was fine
-        print(f"error: {exc}", file=err)
+        if speak or not getattr(exc, "shared_by_ranks", False):
+            print(f"error: {_rank_prefix(dist)}{exc}", file=err)
         return EXIT_FAILED
     except _INPUT_ERRORS as exc:
-        if speak:  # every process has the same message (rank 0 found it): say it once
-            print(f"error: {exc}", file=err)
+        # an error rank 0 found reaches every process: said once; one a single process met, by that one
+        if speak or not getattr(exc, "shared_by_ranks", False):
+            print(f"error: {_rank_prefix(dist)}{exc}", file=err)
         return EXIT_BAD_INPUT
     except (Cancelled, KeyboardInterrupt):
         if speak:
@@ -346,6 +365,10 @@ def _finetune(args: argparse.Namespace, dist: DistContext) -> int:
                 file=err,
             )
         return EXIT_INTERRUPTED
+
+
+def _rank_prefix(dist: DistContext) -> str:
+    return f"[process {dist.rank}] " if dist.enabled and not dist.is_main else ""
 
 
 def _drain(events) -> int:

@@ -114,7 +114,11 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def chunks(n: int, size: int) -> Iterator[slice]:
-    """Slices of ``range(n)`` with at most ``size`` items (the micro-batches of a batch)."""
+    """Slices of ``range(n)`` with at most ``size`` items (the micro-batches of a batch), except that a
+    last piece of one image joins the one before: BatchNorm cannot train on a single 1×1 map."""
     size = max(1, size)
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] == 1 and size > 1:
+        starts.pop()
+    for k, start in enumerate(starts):
+        yield slice(start, starts[k + 1] if k + 1 < len(starts) else n)

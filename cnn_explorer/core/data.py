@@ -1047,18 +1047,19 @@ def usable_cpus() -> int:
     return max(1, n)
 
 
-def resolve_num_workers(setting: int | None, n_images: int) -> int:
+def resolve_num_workers(setting: int | None, n_images: int, *, processes: int = 1) -> int:
     """DataLoader worker processes for a setting: a number is used as given; None chooses.
 
     Automatic: none for a dataset under :data:`WORKERS_FROM_IMAGES` images (the start-up would cost more
     than it saves), else one per usable core but one (the training process itself needs a core for the
-    forward and backward passes), at most :data:`MAX_AUTO_WORKERS`.
+    forward and backward passes), at most :data:`MAX_AUTO_WORKERS`. ``processes`` training processes on
+    this machine (torchrun's local world) share its cores: each gets its part.
     """
     if setting is not None:
         return operator.index(setting)
     if n_images < WORKERS_FROM_IMAGES:
         return 0
-    return min(MAX_AUTO_WORKERS, max(1, usable_cpus() - 1))
+    return min(MAX_AUTO_WORKERS, max(1, usable_cpus() // max(1, processes) - 1))
 
 
 class EpochBatches(Sampler[list[int]]):

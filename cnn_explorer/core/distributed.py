@@ -51,6 +51,7 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     backend: str = ""  # "gloo" or "nccl"; "" for a single process
+    local_world_size: int = 1  # the processes on this machine (they share its CPUs)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
@@ -107,6 +108,7 @@ class DistContext:
         dist.broadcast_object_list(box, src=0)
         kind, value = box[0]
         if kind == "error":
+            value.shared_by_ranks = True  # every process raises it: whoever reports it may say it once
             raise value
         return value
 
@@ -161,7 +163,15 @@ def from_environment(device_setting: str = "auto") -> DistContext:
         if backend == "nccl":
             kwargs["device_id"] = device
         dist.init_process_group(**kwargs)
-    return DistContext(rank=rank, world_size=world, local_rank=local_rank, backend=backend, device=device)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return DistContext(
+        rank=rank,
+        world_size=world,
+        local_rank=local_rank,
+        backend=backend,
+        device=device,
+        local_world_size=local_world,
+    )
 
 
 # -- dividing the work ---------------------------------------------------------------------------------

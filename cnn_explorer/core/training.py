@@ -25,7 +25,7 @@ import dataclasses
 import math
 import shutil
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,7 +239,8 @@ def fit(
         config = dataclasses.replace(config, data=str(scan.root))
     made = dist.from_main(lambda: RunDir.create(run_dir, config.to_dict(), scan.to_dict()).path)
     run = RunDir(made) if dist.is_main else SilentRunDir(made)
-    with run.locked():
+    with contextlib.ExitStack() as held:
+        dist.from_main(lambda: held.enter_context(run.locked()))  # a refusal reaches every process
         summary = yield from _Trainer(run, config, scan, None, control, dist).run()
     return summary
 
@@ -275,7 +276,8 @@ def resume(
         return config
 
     config = dist.from_main(settings)
-    with run.locked():
+    with contextlib.ExitStack() as held:
+        dist.from_main(lambda: held.enter_context(run.locked()))  # "in use": every process stops
 
         def starting_point() -> tuple[dict[str, Any], DatasetScan]:
             run.remove_stale_temp_files()  # of a checkpoint write that was killed
@@ -390,6 +392,7 @@ class _Trainer:
         self.loss_baseline: float | None = None  # see _DIVERGE_FACTOR
         self.high_loss_steps = 0
         self.prev_val_loss: float | None = None
+        self.epoch_notices: list[str] = []  # said by this process in this epoch (torchrun: rank 0 relays)
 
     # -- setup --------------------------------------------------------------------------------------------
     def _setup(self) -> list[TrainEvent]:
@@ -442,8 +445,19 @@ class _Trainer:
                         "groups; the weights are resumed, the momentum starts afresh."
                     )
                 )
+            if setup.scaler is not None and isinstance(st.get("scaler"), dict):
+                setup.scaler.load_state_dict(st["scaler"])
             self.epoch_done = int(st["epoch"])
             self.step_in_epoch = int(st.get("step", 0))
+            before = int(st.get("processes", 1))
+            if before != self.dist.world_size and self.step_in_epoch:
+                notices.append(
+                    Notice(
+                        f"This run stopped in an epoch trained by {before} process(es) and goes on with "
+                        f"{self.dist.world_size}: the epoch's remaining batches are the same, only its last "
+                        "batch may be divided differently."
+                    )
+                )
             self.global_step = int(st.get("global_step", self.epoch_done * self.steps_per_epoch))
             loss_sum, correct, seen = st.get("partial", (0.0, 0, 0))
             self.tally = _EpochTally(float(loss_sum), int(correct), int(seen))
@@ -473,9 +487,33 @@ class _Trainer:
         s.weights = s.weights if self.state is not None else self.weights_detail
         # a resumed run keeps what it said before, and adds what it says now
         s.notices = list(dict.fromkeys([*s.notices, *(n.message for n in notices)]))
-        self.run_dir.write_summary(s)
-        self.run_dir.write_config({**cfg.to_dict(), "runtime": self._runtime()})
+
+        def write() -> None:
+            self.run_dir.write_summary(s)
+            self.run_dir.write_config({**cfg.to_dict(), "runtime": self._runtime()})
+
+        self._rank0_writes(write)
         return notices
+
+    def _rank0_writes(self, write: Callable[[], None]) -> None:
+        """Run ``write`` (only rank 0 writes anything). Under torchrun the processes then agree on whether
+        it worked, so a full disk on rank 0 stops every process here, instead of leaving the others
+        waiting for rank 0 in the next step."""
+        if not self.dist.enabled:
+            write()
+            return
+        failure: RunWriteError | None = None
+        try:
+            write()
+        except RunWriteError as exc:
+            failure = exc
+        (failed,) = self.dist.all_sum([failure is not None])
+        if failure is not None:
+            raise failure
+        if failed:
+            stop = RunWriteError("Process 0 could not write the run folder (it says why).")
+            stop.shared_by_ranks = True  # type: ignore[attr-defined]
+            raise stop
 
     def _runtime(self) -> dict[str, Any]:
         """How the run is computed, as resolved on this machine (config.json's "runtime")."""
@@ -509,6 +547,8 @@ class _Trainer:
         try:
             return (yield from self._run())
         except RunWriteError as exc:
+            if getattr(exc, "shared_by_ranks", False):
+                raise  # another process's failure: rank 0 records and reports it
             raise self._write_failed(exc) from exc
         finally:
             setup = getattr(self, "setup", None)
@@ -650,7 +690,7 @@ class _Trainer:
             self.step_time = dt if self.step_time is None else 0.8 * self.step_time + 0.2 * dt
             self.step_rows.append((epoch + 1, self.step_in_epoch, self.global_step, self.last_loss, lr))
             if len(self.step_rows) >= _STEP_LOG_EVERY:
-                self._flush_steps()
+                self._rank0_writes(self._flush_steps)
             yield StepEnd(
                 epoch=epoch + 1,
                 step=self.step_in_epoch,
@@ -664,6 +704,7 @@ class _Trainer:
             )
             self.last_lr = lr
             for text in self.setup.take_notices():
+                self.epoch_notices.append(text)
                 yield Notice(text)
 
     def _agree(self, images: int) -> int:
@@ -772,13 +813,19 @@ class _Trainer:
         loss_sum, seen = 0.0, 0
         bs = max(1, self.config.batch_size)
         steps = setup.val_steps(bs)
+        if self.dist.enabled:  # shards differ by an image at most: all go the longest one's way
+            steps = int(self.dist.all_reduce_(np.array([steps], dtype=np.int64), "max")[0])
         setup.sync_buffers()
         self.model.eval()
         if setup.head is not None:
             setup.head.eval()
-        for step, batch in enumerate(setup.val_batches(bs), start=1):
-            if not self.dist.enabled:  # under torchrun a stop is agreed at the next training step
-                checkpoint(self.control)
+        batches = setup.val_batches(bs)
+        for step in range(1, steps + 1):
+            self._agree(0)  # a stop asked for while validating (under torchrun: by any process) acts here
+            batch = next(batches, None)
+            if batch is None:  # this process's shard is done; it keeps step with the others
+                yield ValidationStep(self.epoch_done + 1, step, steps)
+                continue
             yield from self._report_failures(batch, self.scan.val, setup.val_bad)
             if batch.labels.numel():
                 # no_grad only around the computation: grad mode is per thread, and a generator must not
@@ -806,7 +853,7 @@ class _Trainer:
         cfg = self.config
         val_start = time.perf_counter()
         val_loss, val_acc, preds, conf = yield from self._evaluate()
-        yield from self._share_skipped()
+        yield from self._share_news()
         self._check_validation(val_loss, preds)  # before anything of this epoch is saved
         self.setup.flush()
         self.val_seconds = time.perf_counter() - val_start
@@ -826,8 +873,6 @@ class _Trainer:
             images_per_s=self.tally.seen / train_seconds,
             seconds=seconds,
         )
-        self._flush_steps()
-        self.run_dir.append_epoch(metrics)
         score = (
             val_acc if math.isfinite(val_acc) else -1.0,
             val_loss if math.isfinite(val_loss) else math.inf,
@@ -835,14 +880,21 @@ class _Trainer:
         is_best = score[0] > self.best[0] or (score[0] == self.best[0] and score[1] < self.best[1])
         if is_best:
             self.best = (score[0], score[1], epoch)
-            self._save_best(preds, conf)
         self.tally = _EpochTally()  # before saving last.pt: it must not carry this epoch's partial sums
-        self._save_last()
-        s = self.summary
-        s.epochs_done, s.final_train_loss, s.final_val_acc = epoch, metrics.train_loss, val_acc
-        s.best_epoch, s.best_val_acc, s.best_val_loss = self.best[2], self.best[0], self.best[1]
-        s.seconds = self._elapsed()
-        self.run_dir.write_summary(s)
+
+        def write() -> None:
+            self._flush_steps()
+            self.run_dir.append_epoch(metrics)
+            if is_best:
+                self._save_best(preds, conf)
+            self._save_last()
+            s = self.summary
+            s.epochs_done, s.final_train_loss, s.final_val_acc = epoch, metrics.train_loss, val_acc
+            s.best_epoch, s.best_val_acc, s.best_val_loss = self.best[2], self.best[0], self.best[1]
+            s.seconds = self._elapsed()
+            self.run_dir.write_summary(s)
+
+        self._rank0_writes(write)
         if is_best:
             yield CheckpointSaved(self.run_dir.best_checkpoint, "best", epoch)
         yield CheckpointSaved(self.run_dir.last_checkpoint, "last", epoch)
@@ -862,11 +914,18 @@ class _Trainer:
         if self.watcher is not None:
             yield self.watcher.frame(self.model, self.class_names, epoch)
 
-    def _share_skipped(self) -> Generator[TrainEvent, None, None]:
-        """Under torchrun: the unreadable files every process met, known to all (rank 0 records them)."""
+    def _share_news(self) -> Generator[TrainEvent, None, None]:
+        """Under torchrun, at the end of an epoch: the unreadable files every process met, known to all
+        (rank 0 records them), and what the other processes had to say (rank 0 says it)."""
+        said, self.epoch_notices = self.epoch_notices, []
         if not self.dist.enabled:
             return
-        found = self.dist.gather_objects(dict(self.skipped))
+        news = self.dist.gather_objects((dict(self.skipped), said))
+        for rank, (_, theirs) in enumerate(news):
+            if rank != self.dist.rank and self.dist.is_main:
+                for text in theirs:
+                    yield Notice(f"Process {rank}: {text}")
+        found = [skipped for skipped, _ in news]
         new = {p: why for theirs in found for p, why in theirs.items() if p not in self.skipped}
         if not new:
             return
@@ -914,7 +973,10 @@ class _Trainer:
             "skipped": dict(self.skipped),
             "seconds": self._elapsed(),
             "config": self.config.to_dict(),
+            "processes": self.dist.world_size,
         }
+        if self.setup.scaler is not None:  # fp16's loss scale, learnt over the steps so far
+            extra["scaler"] = self.setup.scaler.state_dict()
         self._checkpoint(self.run_dir.last_checkpoint, extra)
         self.saved_epoch = self.epoch_done
 

@@ -10,6 +10,7 @@ memory.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -150,8 +151,18 @@ class TrainingSetup:
         self.train_store: EmbeddingStore | None = None
         self.val_store: EmbeddingStore | None = None
         self.cache_path = ""  # the cache's folder on disk
+        self._loaders: dict[str, tuple[DataLoader, EpochBatches]] = {}
         if strategy.cacheable and cfg.cache_embeddings:
             self._set_up_cache(loaded.info.title)
+        world = dist.world_size
+        if world > 1 and not self.cached and cfg.batch_size < 2 * world:
+            self.close()
+            error = ConfigError(
+                f"Invalid setting: with {world} processes the batch size must be at least {2 * world}: each "
+                "process trains on its share of every batch, and BatchNorm needs two images."
+            )
+            error.shared_by_ranks = True  # type: ignore[attr-defined]  # every process finds it: said once
+            raise error
         augment: Augmentation | None = cfg.augmentation
         if self.cached and cfg.augmentation.enabled:
             augment = None
@@ -168,8 +179,9 @@ class TrainingSetup:
         self.val_labels = torch.as_tensor(_labels(scan.val), dtype=torch.long)
         self.train_bad = torch.zeros(n_train, dtype=torch.bool)
         self.val_bad = torch.zeros(n_val, dtype=torch.bool)
-        self.num_workers = resolve_num_workers(cfg.num_workers, n_train + n_val)
-        self._loaders: dict[str, tuple[DataLoader, EpochBatches]] = {}
+        self.num_workers = resolve_num_workers(
+            cfg.num_workers, n_train + n_val, processes=dist.local_world_size
+        )
         self.micro_batch: int | None = None  # images per forward pass, once the device ran out of memory
 
         groups = [{"params": g["params"], "lr_scale": g["lr_scale"]} for g in self.param_groups]
@@ -211,7 +223,15 @@ class TrainingSetup:
             shape = tuple(embed(self.accel.images(self._blank[None])).shape[1:])
         parts = {"train": scan.train, "val": scan.val}
         root = cache_root(cfg.cache_dir)
+        # What the rows were computed with. Processes on several machines each keep their machine's rows in
+        # an entry of its own: a cache folder shared between machines (a network home) must not have two
+        # machines writing the same pages of one file.
+        computed = f"{cfg.model}|{cfg.strategy}|{cfg.cut_layer}|{self.accel.precision}"
+        hosts = sorted(set(self.dist.gather_objects(socket.gethostname())))
+        if len(hosts) > 1:
+            computed += f"|host={socket.gethostname()}"
         stores: dict[str, EmbeddingStore] = {}
+        problem = ""
         try:
             preprocess = self.preprocess.to_dict()
             for part, samples in parts.items():
@@ -219,7 +239,7 @@ class TrainingSetup:
                     stores[part] = EmbeddingStore.in_memory(0, shape)
                     continue
                 key = cache_key(
-                    model=f"{cfg.model}|{cfg.strategy}|{cfg.cut_layer}",
+                    model=computed,
                     embed=self.model,
                     head=head,  # a new head is random in every run, and not part of the embedding
                     preprocess=preprocess,
@@ -230,27 +250,37 @@ class TrainingSetup:
                 stores[part] = EmbeddingStore.open(root, key, len(samples), shape, meta)
             prune(root, DEFAULT_MAX_BYTES, keep={s.path.name for s in stores.values() if s.path is not None})
         except EmbeddingCacheError as exc:
+            problem = str(exc)
+        # Every process must choose alike (the cached head and the whole network train differently):
+        # if one cannot keep its cache on disk, none does.
+        (failed,) = self.dist.all_sum([bool(problem)])
+        if failed:
             for store in stores.values():
                 store.close()
+            why = problem or "another process could not create its cache"
             per_image = 2 * int(np.prod(shape))
             if per_image * sum(len(s) for s in parts.values()) > MAX_MEMORY_CACHE_BYTES:
                 self.notices.append(
-                    f"The embeddings cannot be cached: {exc}. They are too many to keep in memory, so every "
+                    f"The embeddings cannot be cached: {why}. They are too many to keep in memory, so every "
                     "epoch runs the whole network."
                 )
                 return
-            self.notices.append(f"The embedding cache cannot be kept on disk ({exc}); it is kept in memory.")
+            self.notices.append(f"The embedding cache cannot be kept on disk ({why}); it is kept in memory.")
             stores = {part: EmbeddingStore.in_memory(len(s), shape) for part, s in parts.items()}
         self.embed, self.head = embed, head
         self.train_store, self.val_store = stores["train"], stores["val"]
         on_disk = stores["train"].path or stores["val"].path
         self.cache_path = str(on_disk.parent) if on_disk is not None else ""
-        reused = sum(int(self._owned_done(part).sum()) for part in parts)
+        reused, total = self.dist.all_sum(
+            [
+                sum(int(self._owned_done(part).sum()) for part in parts),
+                sum(len(self._owned(part)) for part in parts),
+            ]
+        )
         if reused:
-            total = sum(len(self._owned(part)) for part in parts)
             self.notices.append(
-                f"The embeddings of {reused} of {total} images are reused from an earlier run on the same "
-                f"files with the same model, weights and preprocessing ({root})."
+                f"The embeddings of {int(reused)} of {int(total)} images are taken from the cache ({root}): "
+                "computed before, by a run on the same files with the same model, weights and preprocessing."
             )
 
     # -- facts ------------------------------------------------------------------------------------
@@ -322,9 +352,9 @@ class TrainingSetup:
         if part not in self._loaders:
             batches = EpochBatches([])
             dataset = self.train_set if part == "train" else self.val_set
-            loader = make_loader(
-                dataset, batches, num_workers=self.num_workers, pin_memory=self.accel.pin_memory
-            )
+            # validation decodes once an epoch, without augmentation: half the workers, idle meanwhile
+            workers = self.num_workers if part == "train" else (self.num_workers + 1) // 2
+            loader = make_loader(dataset, batches, num_workers=workers, pin_memory=self.accel.pin_memory)
             self._loaders[part] = (loader, batches)
         return self._loaders[part]
 
@@ -358,7 +388,7 @@ class TrainingSetup:
     def _pieces(self, n: int) -> list[slice]:
         return list(chunks(n, self.micro_batch or n))
 
-    def _out_of_memory(self, n: int, exc: BaseException) -> None:
+    def _out_of_memory(self, n: int, exc: str) -> None:
         """After the device ran out of memory with ``n`` images at a time: half as many from now on (the
         pieces' gradients add up to the same step), or the error, if one image did not fit."""
         current = min(self.micro_batch or n, n)
@@ -366,7 +396,7 @@ class TrainingSetup:
         self.accel.free_memory()
         where = f"{self.device}" + (f" (process {self.dist.rank})" if self.dist.enabled else "")
         if current <= 1:
-            raise RuntimeError(f"{where} ran out of memory with a single image: {exc}") from exc
+            raise RuntimeError(f"{where} ran out of memory with a single image: {exc}")
         if self._in_all_reduce:
             self._in_all_reduce = False
             # Part of this step's gradients were already exchanged with the other processes: the step
@@ -375,7 +405,7 @@ class TrainingSetup:
                 f"{where} ran out of memory with {current} images at a time. Under torchrun each process "
                 f"takes its share of the batch of {self.config.batch_size}; resume with a smaller "
                 "--batch-size."
-            ) from exc
+            )
         self.micro_batch = current // 2
         self._later_notices.append(
             f"The {self.device.type.upper()} device ran out of memory with {current} images at a time; it "
@@ -396,7 +426,8 @@ class TrainingSetup:
             except (RuntimeError, torch.OutOfMemoryError) as exc:
                 if not is_out_of_memory(exc):
                     raise
-                self._out_of_memory(len(images), exc)
+                failure = str(exc)
+            self._out_of_memory(len(images), failure)  # out of the except: its traceback held the tensors
 
     def _input(self, batch: Batch, rows: slice, part: str) -> torch.Tensor:
         if not self.cached:
@@ -421,7 +452,8 @@ class TrainingSetup:
             except (RuntimeError, torch.OutOfMemoryError) as exc:
                 if not is_out_of_memory(exc):
                     raise
-                self._out_of_memory(n, exc)
+                failure = str(exc)
+            self._out_of_memory(n, failure)
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -442,7 +474,8 @@ class TrainingSetup:
             except (RuntimeError, torch.OutOfMemoryError) as exc:
                 if not is_out_of_memory(exc):
                     raise
-                self._out_of_memory(n, exc)
+                failure = str(exc)
+            self._out_of_memory(n, failure)
 
     def _forward_backward(self, batch: Batch, n: int, weight: float) -> StepResult:
         self.optimizer.zero_grad(set_to_none=True)

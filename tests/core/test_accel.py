@@ -268,3 +268,14 @@ def test_torchrun_on_two_gpus_uses_nccl(animals: Path, tmp_path: Path):
 
     runtime = json.loads((tmp_path / "run" / "config.json").read_text())["runtime"]
     assert runtime["backend"] == "nccl" and runtime["processes"] == 2
+
+
+def test_pieces_never_leave_a_single_image_behind():
+    from cnn_explorer.core.accel import chunks
+
+    def sizes(n: int, size: int) -> list[int]:
+        return [s.stop - s.start for s in chunks(n, size)]
+
+    assert sizes(8, 4) == [4, 4] and sizes(5, 2) == [2, 3] and sizes(9, 4) == [4, 5] and sizes(7, 8) == [7]
+    assert sizes(3, 1) == [1, 1, 1]  # one at a time was asked for
+    assert sum(sizes(1001, 16)) == 1001

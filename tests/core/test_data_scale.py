@@ -342,3 +342,13 @@ def test_batches_can_be_pinned():
     batch = data.collate_skipping_bad([(torch.zeros(3, 2, 2), 1, 0, None), (None, 0, 1, "broken")])
     pinned = batch.pin_memory()
     assert pinned.images.is_pinned() and pinned.labels.is_pinned() and pinned.failures == [(1, "broken")]
+
+
+def test_automatic_workers_share_the_cores_between_training_processes(monkeypatch):
+    import cnn_explorer.core.data as data_module
+
+    monkeypatch.setattr(data_module, "usable_cpus", lambda: 16)
+    assert data_module.resolve_num_workers(None, 10_000) == 8  # one process: at most 8
+    assert data_module.resolve_num_workers(None, 10_000, processes=4) == 3  # 4 processes: 16 // 4 - 1 each
+    assert data_module.resolve_num_workers(None, 10_000, processes=16) == 1
+    assert data_module.resolve_num_workers(2, 10_000, processes=16) == 2  # a number is used as given

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -189,3 +190,27 @@ def test_every_image_is_in_exactly_one_share_of_its_batch(n: int, batch: int, wo
     assert {i for b in batch_plan(30, 8, 0, 5) for i in rank_share(b, 1, 3, by_index=True)} <= set(
         rank_rows(30, 1, 3).tolist()
     )
+
+
+def test_a_problem_found_before_training_stops_every_process_and_is_said_once(animals: Path, tmp_path: Path):
+    done = _torchrun(
+        [str(animals), *_flags("--no-cache", "--batch-size", "3"), "--out", str(tmp_path / "r")], tmp_path
+    )
+    assert (
+        done.returncode != 0
+    )  # torchrun itself exits 1 when a process fails; each one's code is in its report
+    assert done.stderr.count("exitcode  : 2") == 2  # both processes: bad input
+    assert done.stderr.count("error: ") == 1 and "batch size must be at least 4" in done.stderr
+
+
+def test_a_run_in_use_is_refused_by_every_process(animals: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    first = _torchrun([str(animals), *_flags("--epochs", "1"), "--out", str(out)], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    lock = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "proc_start": None}
+    (out / "run.lock").write_text(json.dumps(lock))  # this test's own process "trains" it
+    started = time.monotonic()
+    done = _torchrun(["--resume", "--out", str(out), "--epochs", "2", "--quiet"], tmp_path, timeout=120)
+    assert done.returncode != 0 and time.monotonic() - started < 60  # nobody waits for rank 0
+    assert done.stderr.count("exitcode  : 2") == 2
+    assert done.stderr.count("error: ") == 1 and "is in use" in done.stderr
