@@ -120,8 +120,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=workers_setting,
         default=None,
         metavar="N|auto",
-        help="DataLoader worker processes that decode images (default auto: none for small sets, else one "
-        "per CPU core but one, at most 8)",
+        help="DataLoader worker processes that decode images (default auto: none for small sets or fewer "
+        "than 4 cores, else one per CPU core but one, at most 8)",
     )
     p.add_argument(
         "--precision",

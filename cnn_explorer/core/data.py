@@ -1036,6 +1036,10 @@ WORKERS_FROM_IMAGES = 512
 # Beyond this many workers decoding stops being the bottleneck (the model's steps are), and each worker is
 # one more process holding its own prefetched batches.
 MAX_AUTO_WORKERS = 8
+# With fewer cores than this per training process, there is no core to spare: a worker decoding takes one
+# the forward pass wants. Measured on 2 cores (benchmarks/bench_scale.py): one worker gave 0.81-0.88x the
+# speed of none at 64 px inputs, and 0.98x at 224 px.
+WORKERS_FROM_CORES = 4
 
 
 def usable_cpus() -> int:
@@ -1052,14 +1056,16 @@ def resolve_num_workers(setting: int | None, n_images: int, *, processes: int = 
 
     Automatic: none for a dataset under :data:`WORKERS_FROM_IMAGES` images (the start-up would cost more
     than it saves), else one per usable core but one (the training process itself needs a core for the
-    forward and backward passes), at most :data:`MAX_AUTO_WORKERS`. ``processes`` training processes on
-    this machine (torchrun's local world) share its cores: each gets its part.
+    forward and backward passes), at most :data:`MAX_AUTO_WORKERS`; none where a process has fewer than
+    :data:`WORKERS_FROM_CORES` cores. ``processes`` training processes on this machine (torchrun's local
+    world) share its cores: each gets its part.
     """
     if setting is not None:
         return operator.index(setting)
-    if n_images < WORKERS_FROM_IMAGES:
+    cores = usable_cpus() // max(1, processes)
+    if n_images < WORKERS_FROM_IMAGES or cores < WORKERS_FROM_CORES:
         return 0
-    return min(MAX_AUTO_WORKERS, max(1, usable_cpus() // max(1, processes) - 1))
+    return min(MAX_AUTO_WORKERS, cores - 1)
 
 
 class EpochBatches(Sampler[list[int]]):

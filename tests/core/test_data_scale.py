@@ -264,9 +264,9 @@ def test_resolve_num_workers(monkeypatch):
     assert resolve_num_workers(None, WORKERS_FROM_IMAGES) == 8  # capped
     monkeypatch.setattr(data, "usable_cpus", lambda: 4)
     assert resolve_num_workers(None, 100_000) == 3  # one core left for the training process
-    for cores in (1, 2):
+    for cores in (1, 2, 3):  # no core to spare: a worker would slow the forward pass down
         monkeypatch.setattr(data, "usable_cpus", lambda cores=cores: cores)
-        assert resolve_num_workers(None, 100_000) == 1
+        assert resolve_num_workers(None, 100_000) == 0
 
 
 class _ToTensor:
@@ -350,5 +350,5 @@ def test_automatic_workers_share_the_cores_between_training_processes(monkeypatc
     monkeypatch.setattr(data_module, "usable_cpus", lambda: 16)
     assert data_module.resolve_num_workers(None, 10_000) == 8  # one process: at most 8
     assert data_module.resolve_num_workers(None, 10_000, processes=4) == 3  # 4 processes: 16 // 4 - 1 each
-    assert data_module.resolve_num_workers(None, 10_000, processes=16) == 1
+    assert data_module.resolve_num_workers(None, 10_000, processes=8) == 0  # 2 cores each: none to spare
     assert data_module.resolve_num_workers(2, 10_000, processes=16) == 2  # a number is used as given
