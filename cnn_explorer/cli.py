@@ -52,6 +52,7 @@ _HEAVY_COMMANDS = (
     "compress",
     "export",
     "code",
+    "live",
 )
 
 
@@ -92,6 +93,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             cli_export,
             cli_guide,
             cli_lab,
+            cli_live,
             cli_lrfind,
             cli_probe,
             cli_train,
@@ -108,6 +110,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         cli_compress.register(sub)
         cli_export.register(sub)
         cli_code.register(sub)
+        cli_live.register(sub)
     return parser
 
 

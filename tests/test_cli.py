@@ -42,6 +42,7 @@ def test_all_commands_are_there_when_asked_for(argv):
         "compress",
         "export",
         "code",
+        "live",
     }
 
 
