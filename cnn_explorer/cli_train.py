@@ -350,13 +350,10 @@ def _finetune(args: argparse.Namespace, dist: DistContext) -> int:
                 events = fit(config, out, scan=scan, control=control, dist=dist)
             return _drive(events, quiet) if speak else _drain(events)
     except RunWriteError as exc:  # the run had started: it failed (disk full), the input was fine
-        if speak or not getattr(exc, "shared_by_ranks", False):
-            print(f"error: {_rank_prefix(dist)}{exc}", file=err)
+        _say_error(exc, dist)
         return EXIT_FAILED
     except _INPUT_ERRORS as exc:
-        # an error rank 0 found reaches every process: said once; one a single process met, by that one
-        if speak or not getattr(exc, "shared_by_ranks", False):
-            print(f"error: {_rank_prefix(dist)}{exc}", file=err)
+        _say_error(exc, dist)
         return EXIT_BAD_INPUT
     except (Cancelled, KeyboardInterrupt):
         if speak:
@@ -367,8 +364,12 @@ def _finetune(args: argparse.Namespace, dist: DistContext) -> int:
         return EXIT_INTERRUPTED
 
 
-def _rank_prefix(dist: DistContext) -> str:
-    return f"[process {dist.rank}] " if dist.enabled and not dist.is_main else ""
+def _say_error(exc: Exception, dist: DistContext) -> None:
+    """An error that every process has (rank 0 found it) is said once, by rank 0; one that a single process
+    met is said by that process, with its rank."""
+    if dist.is_main or not getattr(exc, "shared_by_ranks", False):
+        prefix = "" if dist.is_main else f"[process {dist.rank}] "
+        print(f"error: {prefix}{exc}", file=sys.stderr)
 
 
 def _drain(events) -> int:

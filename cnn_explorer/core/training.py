@@ -23,9 +23,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import shutil
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Collection, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -350,8 +351,6 @@ class _SampleTrace:
 
     @classmethod
     def from_environment(cls, rank: int) -> _SampleTrace | None:
-        import os
-
         folder = os.environ.get(TRACE_ENV, "").strip()
         return cls(Path(folder) / f"rank{rank}.txt") if folder else None
 
@@ -532,15 +531,15 @@ class _Trainer:
     def cached(self) -> bool:
         return self.setup.cached
 
-    def _mark_known_bad(self) -> None:
-        if not self.skipped:
+    def _mark_known_bad(self, paths: Collection[str] | None = None) -> None:
+        """Flag the images at ``paths`` (default: every file skipped so far) as unreadable, in both parts."""
+        paths = self.skipped if paths is None else paths
+        if not paths:
             return
-        for i, (p, _) in enumerate(self.scan.train):
-            if p in self.skipped:
-                self.setup.train_bad[i] = True
-        for i, (p, _) in enumerate(self.scan.val):
-            if p in self.skipped:
-                self.setup.val_bad[i] = True
+        for samples, bad in ((self.scan.train, self.setup.train_bad), (self.scan.val, self.setup.val_bad)):
+            for i, (path, _) in enumerate(samples):
+                if path in paths:
+                    bad[i] = True
 
     # -- the run ------------------------------------------------------------------------------------------
     def run(self) -> Generator[TrainEvent, None, RunSummary]:
@@ -929,10 +928,7 @@ class _Trainer:
         new = {p: why for theirs in found for p, why in theirs.items() if p not in self.skipped}
         if not new:
             return
-        for samples, bad in ((self.scan.train, self.setup.train_bad), (self.scan.val, self.setup.val_bad)):
-            for i, (path, _) in enumerate(samples):
-                if path in new:
-                    bad[i] = True
+        self._mark_known_bad(new)
         for path, why in sorted(new.items()):
             self.skipped[path] = why
             self.summary.bad_files += 1

@@ -416,18 +416,28 @@ class TrainingSetup:
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen layers' output for a batch of images, in pieces that fit the device."""
         assert self.embed is not None
+        embed = self.embed
+
+        def attempt() -> torch.Tensor:
+            outs = []
+            for piece in self._pieces(len(images)):
+                with torch.no_grad(), self.accel.autocast():
+                    outs.append(embed(self.accel.images(images[piece])).float())
+            return torch.cat(outs)
+
+        return self._fitting(len(images), attempt)
+
+    def _fitting(self, n: int, attempt: Callable[[], Any]) -> Any:
+        """``attempt()``, again in smaller pieces each time the device runs out of memory with ``n``
+        images (see :meth:`_out_of_memory`)."""
         while True:
             try:
-                outs = []
-                for piece in self._pieces(len(images)):
-                    with torch.no_grad(), self.accel.autocast():
-                        outs.append(self.embed(self.accel.images(images[piece])).float())
-                return torch.cat(outs)
+                return attempt()
             except (RuntimeError, torch.OutOfMemoryError) as exc:
                 if not is_out_of_memory(exc):
                     raise
                 failure = str(exc)
-            self._out_of_memory(len(images), failure)  # out of the except: its traceback held the tensors
+            self._out_of_memory(n, failure)  # out of the except: its traceback held the tensors
 
     def _input(self, batch: Batch, rows: slice, part: str) -> torch.Tensor:
         if not self.cached:
@@ -442,18 +452,15 @@ class TrainingSetup:
         module = self.head if self.cached else self.model
         assert module is not None
         n = int(batch.labels.numel())
-        while True:
-            try:
-                outs = []
-                for piece in self._pieces(n):
-                    with self.accel.autocast():
-                        outs.append(module(self._input(batch, piece, part)).float())
-                return torch.cat(outs) if outs else torch.zeros(0, len(self.class_names), device=self.device)
-            except (RuntimeError, torch.OutOfMemoryError) as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                failure = str(exc)
-            self._out_of_memory(n, failure)
+
+        def attempt() -> torch.Tensor:
+            outs = []
+            for piece in self._pieces(n):
+                with self.accel.autocast():
+                    outs.append(module(self._input(batch, piece, part)).float())
+            return torch.cat(outs) if outs else torch.zeros(0, len(self.class_names), device=self.device)
+
+        return self._fitting(n, attempt)
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -468,14 +475,7 @@ class TrainingSetup:
         all-reduced). A process with no image takes part with zero gradients.
         """
         n = int(batch.labels.numel())
-        while True:
-            try:
-                return self._forward_backward(batch, n, weight)
-            except (RuntimeError, torch.OutOfMemoryError) as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                failure = str(exc)
-            self._out_of_memory(n, failure)
+        return self._fitting(n, lambda: self._forward_backward(batch, n, weight))
 
     def _forward_backward(self, batch: Batch, n: int, weight: float) -> StepResult:
         self.optimizer.zero_grad(set_to_none=True)
