@@ -1,6 +1,6 @@
 """Time the operations lab's full recompute, forward and backward, against plain PyTorch, in one process.
 
-    python benchmarks/bench_ops.py [--size 512] [--rounds 15] [--kernel "Sobel x"]
+    python benchmarks/bench_ops.py [--size 512] [--rounds 15] [--kernel "Sobel x"] [--threads N]
 
 The lab recomputes convolution -> ReLU -> max pooling (cnn_explorer.core.lab.run_lab) whenever a control
 changes, and with the backward view on also the gradients (lab_backward). This script times both on a
@@ -9,6 +9,12 @@ changes, and with the backward view on also the gradients (lab_backward). This s
 torch run interleaved, one call of each per round, so a noisy machine slows them alike. It prints the
 median time of each, the median of the per-round ratios lab / torch, and the 60 Hz frame budget
 (16.7 ms) the forward recompute aims to stay inside.
+
+The baseline computes what the lab hands the page, materialized the same way: the convolution's maps, the
+ReLU'd maps as a separate array (not in place: the page shows both), the pooled maps and, because the lab
+returns them too (the page outlines them, the CLI lists them, the backward routes through them), each max
+pooling window's winner (``return_indices=True``). The lab convolves through torch's own kernel and max-pools
+in numpy, two whole-array passes (columns, then rows) that give torch's numbers and winners.
 """
 
 from __future__ import annotations
@@ -56,9 +62,12 @@ class Case:
     def lab_forward(self) -> object:
         return run_lab(self.x, self.settings)
 
-    def torch_forward(self) -> torch.Tensor:
+    def torch_forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The lab's outputs: conv maps, ReLU'd maps (a new tensor), pooled maps and their winners."""
         with torch.no_grad():
-            return F.max_pool2d(F.relu(F.conv2d(self.xt, self.wt, self.bt, padding=1)), 2)
+            return F.max_pool2d(
+                F.relu(F.conv2d(self.xt, self.wt, self.bt, padding=1)), 2, return_indices=True
+            )
 
     def lab_backward(self) -> object:
         return lab_backward(self.result, self.upstream)
@@ -70,7 +79,8 @@ class Case:
 
     def agree(self) -> tuple[bool, bool]:
         """Whether the lab's numbers equal torch's, forward and backward. Checked in float64: in float32
-        two near-equal values in a max-pool window may swap places, which moves a gradient elsewhere."""
+        two near-equal values in a max-pool window may swap places, which moves a gradient elsewhere. The
+        float32 max pool and its winners are checked exactly, on the lab's own activated maps."""
         x64 = self.x.astype(np.float64)
         result = run_lab(x64, self.settings)
         xt = torch.from_numpy(x64)[None].requires_grad_(True)
@@ -83,6 +93,14 @@ class Case:
         backward = np.allclose(grads.d_input, xt.grad[0].numpy(), rtol=1e-10, atol=1e-8) and np.allclose(
             grads.d_weight, wt.grad.numpy(), rtol=1e-10, atol=1e-6
         )
+        # In float32 too, on the benchmark's own result: the max pool of the lab's activated maps, and each
+        # window's winner, exactly as torch's (a maximum involves no rounding).
+        act = torch.from_numpy(np.ascontiguousarray(self.result.maps("activation")))[None]
+        pooled, winners = F.max_pool2d(act, 2, return_indices=True)
+        forward = forward and (
+            np.array_equal(self.result.maps("pool"), pooled[0].numpy())
+            and np.array_equal(self.result.winners.reshape(winners[0].shape), winners[0].numpy())
+        )
         return forward, backward
 
 
@@ -91,7 +109,16 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="image side in pixels (default 512)")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
     parser.add_argument("--kernel", default="Sobel x", help="kernel preset for filter 0 (default Sobel x)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's own choice). On a busy machine 1 compares the work done, "
+        "without the lost time of a parallel section waiting for a thread another process holds",
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     pixels = resize_to(load_image(default_sample()), args.size, args.size)
     x = image_to_input(pixels, "rgb", size=args.size)  # (3, H, W) float32, 0…255
@@ -125,7 +152,7 @@ def main() -> None:
 
     print(
         f"input: {args.size}×{args.size} RGB, {args.kernel} 3×3 (padding 1, then other presets) -> ReLU -> "
-        "max pool 2×2"
+        "max pool 2×2 (with its winners)"
     )
     print(
         f"torch threads: {torch.get_num_threads()}, {args.rounds} interleaved rounds "
@@ -152,7 +179,8 @@ def main() -> None:
             f"  {case.filters} filter(s): forward is {verdict} one frame ({fwd / FRAME_BUDGET_MS:.0%} of it)"
         )
         print(
-            f"    agrees with torch (float64): forward {'yes' if forward_ok else 'NO'}, "
+            f"    agrees with torch (float64, and the pool's winners in float32): "
+            f"forward {'yes' if forward_ok else 'NO'}, "
             f"backward {'yes' if backward_ok else 'NO'}"
         )
 

@@ -222,6 +222,26 @@ def test_activation_derivative_equals_autograd_including_the_kinks(name, param):
     np.testing.assert_allclose(ops.activation_derivative(ACT_VALUES, name, param), xt.grad.numpy(), **TIGHT)
 
 
+@pytest.mark.parametrize(
+    "dtypes", [(np.float32, np.float32), (np.float64, np.float32), (np.float32, np.int64)]
+)
+def test_relu_backward_is_upstream_times_the_derivative_bit_for_bit(dtypes):
+    """ReLU's backward multiplies by the comparison in one pass; the numbers (and dtype) are exactly those
+    of upstream · f′(x), and autograd's."""
+    x_type, g_type = dtypes
+    rng = np.random.default_rng(6)
+    x = np.concatenate([rng.normal(size=200), [0.0, -0.0, 1e-9, -1e-9]]).astype(x_type)
+    g = (rng.normal(size=x.shape) * 5).astype(g_type)
+    ours = ops.activation_backward(x, g, "relu")
+    expected = g * ops.activation_derivative(x, "relu")
+    assert ours.dtype == expected.dtype
+    np.testing.assert_array_equal(ours, expected)
+    assert np.array_equal(np.signbit(ours), np.signbit(expected))
+    xt = t(x, grad=True)
+    torch.relu(xt).backward(t(g))
+    np.testing.assert_allclose(ours, xt.grad.numpy(), **TIGHT)
+
+
 def test_softmax_backward_is_the_jacobian_vector_product_across_channels():
     rng = np.random.default_rng(4)
     x, g = rng.normal(size=(4, 3, 5)) * 3, rng.normal(size=(4, 3, 5))

@@ -244,6 +244,42 @@ def test_max_pool_propagates_nan_like_torch():
     np.testing.assert_array_equal(ops.pool2d(x, 3, 2, "max", 1), ref.numpy())
 
 
+@pytest.mark.parametrize(
+    ("size", "stride", "padding"),
+    [(2, None, 0), (3, 2, 1), (2, 1, 0), (3, None, 1), ((2, 3), (1, 2), (1, 0))],
+)
+def test_max_pool_of_image_maps_in_float32_equals_torch_exactly(size, stride, padding):
+    """An image's maps after ReLU: float32, large, full of tied zeros. The maxima and every winner are
+    torch's, bit for bit (a maximum involves no rounding); the winners come as torch's int64."""
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.normal(size=(8, 130, 127)), 0).astype(np.float32)
+    x[:, ::7] = np.round(x[:, ::7])  # whole rows of small integers: ties that are not zero
+    ours, winners = ops.pool2d(x, size, stride, "max", padding, return_indices=True)
+    ref, ref_idx = F.max_pool2d(torch.from_numpy(x)[None], size, stride, padding, return_indices=True)
+    assert ours.dtype == np.float32 and winners.dtype == np.int64
+    np.testing.assert_array_equal(ours, ref[0].numpy())
+    np.testing.assert_array_equal(winners, ref_idx[0].numpy())
+    np.testing.assert_array_equal(ops.pool2d(x, size, stride, "max", padding), ref[0].numpy())
+
+
+def test_max_pool_of_float32_maps_with_nan_equals_torch():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(3, 64, 66)).astype(np.float32)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    ours, winners = ops.pool2d(x, 3, 2, "max", 1, return_indices=True)
+    ref, ref_idx = F.max_pool2d(torch.from_numpy(x)[None], 3, 2, 1, return_indices=True)
+    np.testing.assert_array_equal(ours, ref[0].numpy())
+    np.testing.assert_array_equal(winners, ref_idx[0].numpy())
+
+
+def test_max_pool_one_by_one_gives_a_copy_not_a_view():
+    x = np.arange(12.0).reshape(3, 4)
+    out, winners = ops.pool2d(x, 1, return_indices=True)
+    assert np.array_equal(out, x) and not np.shares_memory(out, x)
+    assert np.array_equal(winners, np.arange(12).reshape(3, 4))
+    assert not np.shares_memory(ops.pool2d(x, 1), x)
+
+
 @FEW
 @given(pool_case(), st.sampled_from(["avg", "sum"]))
 def test_avg_and_sum_pool_match_torch(case, mode):
@@ -319,6 +355,23 @@ def test_pool2d_backward_overlapping_windows_add_up_on_a_shared_winner():
     x[1, 1] = 5  # the centre wins all four overlapping 2×2 windows
     grad = ops.pool2d_backward(x, np.ones((2, 2)), 2, stride=1)
     assert grad[1, 1] == 4 and grad.sum() == 4
+
+
+@pytest.mark.parametrize(("size", "stride"), [(2, None), (3, 2)])
+def test_pool2d_backward_of_image_maps_in_float32_equals_autograd_exactly(size, stride):
+    """Side-by-side windows: each gradient goes to its winner, autograd's float32 numbers bit for bit.
+    Overlapping windows: a cell can win several, and their gradients add up (within float32 rounding)."""
+    rng = np.random.default_rng(4)
+    x = np.maximum(rng.normal(size=(8, 96, 90)), 0).astype(np.float32)
+    out, winners = ops.pool2d(x, size, stride, "max", 0, return_indices=True)
+    g = rng.normal(size=out.shape).astype(np.float32)
+    ours = ops.pool2d_backward(x, g, size, stride, "max", 0, winners)
+    xt = torch.from_numpy(x)[None].requires_grad_(True)
+    F.max_pool2d(xt, size, stride).backward(torch.from_numpy(g)[None])
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, xt.grad[0].numpy(), rtol=1e-6, atol=1e-6)
+    if stride is None:
+        np.testing.assert_array_equal(ours, xt.grad[0].numpy())
 
 
 def test_pool2d_backward_rejects_wrong_gradient_shape():
