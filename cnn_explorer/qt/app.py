@@ -105,6 +105,9 @@ def screenshot(
     network = next((p for p in window.pages if type(p).__name__ == "NetworkPage"), None)
     if network is not None:
         written.append(_draw_screenshot(window, network, outdir / "lenet-draw.png"))
+        live = _live_screenshot(window, network, outdir / "live.png")
+        if live is not None:
+            written.append(live)
         written.append(_compare_screenshot(window, network, outdir / "compare.png"))
     window.close()
     app.processEvents()
@@ -172,6 +175,37 @@ def _draw_screenshot(window: QWidget, network: QWidget, path: Path) -> Path:
         step += 1
     wait_until(lambda: False, 0.2)
     if not window.grab().save(str(path)):
+        raise RuntimeError(f"could not write {path}")
+    return path
+
+
+LIVE_SHOT_FRAME = 24  # the demo video's frame to grab at: the cat drifting, the disc on its way across
+
+
+def _live_screenshot(window: QWidget, network: QWidget, path: Path) -> Path | None:
+    """The explorer live on the generated demo video (the cat panned, a disc crossing): EfficientNet-Lite0's
+    maps, top-5 and Grad-CAM following the frames. None (nothing written) without OpenCV."""
+    import tempfile
+
+    from cnn_explorer.core.live import LiveSourceError, write_demo_video
+
+    with tempfile.TemporaryDirectory(prefix="cnn-explorer-live-") as tmp:
+        try:
+            video = write_demo_video(Path(tmp) / "demo.avi")
+        except LiveSourceError as exc:  # OpenCV (the live extra) is not installed
+            print(f"live.png skipped: {exc}", file=sys.stderr)
+            return None
+        window.show_page(window.pages.index(network))
+        step = 0
+        while network.prepare_live_screenshot(step, video):
+            wait_until(lambda: not window.is_busy(), 300)
+            step += 1
+        wait_until(lambda: network.live_frame_index() >= LIVE_SHOT_FRAME or not network.live_on, 120)
+        wait_until(lambda: False, 0.3)  # the stats line's next update
+        saved = window.grab().save(str(path))
+        network.stop_live()
+        wait_until(lambda: not window.is_busy(), 300)
+    if not saved:
         raise RuntimeError(f"could not write {path}")
     return path
 

@@ -176,7 +176,8 @@ class MainWindow(QMainWindow):
 
     def _connect_pages(self) -> None:
         """Fine-tune's and Compress's "Open in explorer" open a checkpoint in the Network explorer; the
-        gallery's opens a zoo model there, at a block's layer."""
+        gallery's opens a zoo model there, at a block's layer; the explorer's "Use in lab" hands a live frame
+        to the Operations lab."""
         by_name = {type(p).__name__: p for p in self.pages}
         explorer = by_name.get("NetworkPage")
         if explorer is None:
@@ -195,6 +196,15 @@ class MainWindow(QMainWindow):
                 by_name[name].open_in_explorer.connect(open_checkpoint)
         if "GalleryPage" in by_name:
             by_name["GalleryPage"].open_in_explorer.connect(open_zoo_model)
+        lab = by_name.get("OpsLabPage")
+        if lab is not None and hasattr(explorer, "use_in_lab"):
+
+            def use_in_lab(frame: LoadedImage) -> None:  # a live frame, as the lab's grayscale input
+                lab.set_image(frame)
+                lab.input_panel.set_source("gray")
+                self.show_page(self.pages.index(lab))
+
+            explorer.use_in_lab.connect(use_in_lab)
 
     # -- code -------------------------------------------------------------------------------------
     @Slot()

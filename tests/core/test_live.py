@@ -335,3 +335,38 @@ def test_cancel_stops_the_loop_and_its_thread(video: Path, lenet: zoo.LoadedMode
     with open_source(video) as source, pytest.raises(Cancelled):
         run_live(source, LivePipeline(lenet), pace=True, on_result=on_result, control=control)
     assert len(seen) == 2  # (the fixture fails the test if the capture thread were still running)
+
+
+def test_grid_options_apply_from_the_next_frame_and_statistics_follow_at_their_pace(
+    video: Path, lenet: zoo.LoadedModel
+):
+    from cnn_explorer.core.features import layer_stats
+
+    pipeline = LivePipeline(lenet, stats_interval_s=3600.0)  # statistics once, then kept for the layer
+    with open_source(video) as source:
+        frames = [source.read() for _ in range(3)]
+    first = pipeline.process(frames[0])
+    assert first.stats_frame == frames[0].index
+    pipeline.set_view(cmap="gray", sort_by="mean", columns=2)
+    second = pipeline.process(frames[1])
+    assert (second.view.cmap, second.view.sort_by) == ("gray", "mean")
+    assert pipeline.columns == 2 and pipeline.normalize == "channel"  # (what was not given stays)
+    assert second.view.stats is first.view.stats and second.stats_frame == frames[0].index
+    pipeline.set_layer(pipeline.layer_names[0])  # another layer: its own statistics at once
+    third = pipeline.process(frames[2])
+    assert third.stats_frame == frames[2].index
+    want = layer_stats(third.view.values)
+    assert (third.view.stats.minimum, third.view.stats.maximum) == (want.minimum, want.maximum)
+    every = LivePipeline(lenet, stats_interval_s=0.0)  # every frame
+    a, b = every.process(frames[0]), every.process(frames[1])
+    assert (a.stats_frame, b.stats_frame) == (frames[0].index, frames[1].index)
+
+
+def test_a_layer_table_given_is_used_if_it_is_for_the_input_size(lenet: zoo.LoadedModel):
+    import dataclasses
+
+    own = LivePipeline(lenet).table
+    assert LivePipeline(lenet, table=own).table is own
+    other = dataclasses.replace(own, input_shape=(1, 64, 64))  # another input size's: recomputed
+    again = LivePipeline(lenet, table=other).table
+    assert again is not other and again.input_shape == own.input_shape

@@ -7,8 +7,12 @@ explorer's own (:func:`~cnn_explorer.core.features.prepare_layer_view`), so a li
 the still one. With Grad-CAM on, :func:`~cnn_explorer.core.cam.grad_cam` runs the pass (forward and
 backward) and the same hooks read the layer and the logits from it: still one forward pass per frame.
 
-Settings (layer, channel, Grad-CAM) may be changed from another thread while a frame is processed; each
-frame uses the settings it started with.
+Settings (layer, channel, Grad-CAM, the grid's colours, order, scaling and columns) may be changed from
+another thread while a frame is processed; each frame uses the settings it started with.
+
+The layer's statistics (the histogram beside the grid) are computed a few times a second, not for every
+frame: a window shows them at that pace anyway, and for an early layer they cost as much as the grid.
+``LiveResult.stats_frame`` says which frame they describe.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from cnn_explorer.core.explorer.tasks import model_in_use
 from cnn_explorer.core.features import (
     Activation,
     Capture,
+    LayerStats,
     LayerView,
     Prediction,
     prepare_layer_view,
@@ -40,6 +45,22 @@ from cnn_explorer.core.live.source import Frame
 __all__ = ["CAM_AT", "LivePipeline", "LiveResult"]
 
 CAM_AT = ("last", "current")  # Grad-CAM at the last spatial layer, or at the layer shown
+STATS_INTERVAL_S = 0.2  # the layer's statistics at most this old
+
+
+class _Keep:
+    """``set_view``'s "leave it as it is" (None is a value there: a square grid)."""
+
+
+KEEP = _Keep()
+
+
+@dataclass(frozen=True)
+class _ViewOptions:
+    cmap: str
+    sort_by: str
+    normalize: str
+    columns: int | None
 
 
 @dataclass(frozen=True)
@@ -58,6 +79,7 @@ class LiveResult:
     seen: np.ndarray  # uint8 (S, S, 3) or (S, S): the frame as the network saw it (resized, cropped)
     cam_layer: str | None = None  # where Grad-CAM was taken
     cam_class: int | None = None  # the class it explains (the top-1)
+    stats_frame: int = -1  # the frame whose values ``view.stats`` summarises (this one, or a recent one)
 
 
 class _OutputHook:
@@ -102,17 +124,20 @@ class LivePipeline:
         columns: int | None = None,
         normalize: str = "channel",
         sort_by: str = "index",
+        table: LayerTable | None = None,
+        stats_interval_s: float = STATS_INTERVAL_S,
     ) -> None:
+        """``table``: the model's layer table at its input size, if the caller has it (the explorer does);
+        otherwise (or if it is another input size's) it is computed here, with a pass through the model."""
         self.loaded = loaded
-        self.cmap = cmap
-        self.columns = columns
-        self.normalize = normalize
-        self.sort_by = sort_by
+        self._view = _ViewOptions(cmap, sort_by, normalize, columns)
+        self.stats_interval_s = stats_interval_s
+        self._stats: tuple[str, float, int, LayerStats] | None = None  # layer, when, frame, statistics
         probe = loaded.preprocess(np.zeros((loaded.info.input_size,) * 2 + (3,), np.uint8))
         self.input_shape: tuple[int, ...] = tuple(int(s) for s in probe.shape)
-        self.table: LayerTable = layer_table(
-            loaded.model, tuple(probe.shape[1:]), in_channels=int(probe.shape[0])
-        )
+        if table is None or tuple(table.input_shape) != self.input_shape:  # (not this input size's)
+            table = layer_table(loaded.model, tuple(probe.shape[1:]), in_channels=int(probe.shape[0]))
+        self.table: LayerTable = table
         self._rows = {row.name: row for row in self.table.rows}
         self._modules = {name: module for name, module, _ in step_modules(loaded.model)}
         self._all_modules = list(loaded.model.modules())
@@ -148,6 +173,41 @@ class LivePipeline:
     @property
     def gradcam(self) -> bool:
         return self._gradcam
+
+    @property
+    def cmap(self) -> str:
+        return self._view.cmap
+
+    @property
+    def sort_by(self) -> str:
+        return self._view.sort_by
+
+    @property
+    def normalize(self) -> str:
+        return self._view.normalize
+
+    @property
+    def columns(self) -> int | None:
+        return self._view.columns
+
+    def set_view(
+        self,
+        *,
+        cmap: str | None = None,
+        sort_by: str | None = None,
+        normalize: str | None = None,
+        columns: int | _Keep | None = KEEP,
+    ) -> None:
+        """The grid's colour map, channel order, scaling and columns (None columns: a square grid);
+        what is not given stays."""
+        with self._lock:
+            v = self._view
+            self._view = _ViewOptions(
+                cmap if cmap is not None else v.cmap,
+                sort_by if sort_by is not None else v.sort_by,
+                normalize if normalize is not None else v.normalize,
+                v.columns if isinstance(columns, _Keep) else columns,
+            )
 
     @property
     def channels(self) -> int:
@@ -206,6 +266,7 @@ class LivePipeline:
         """Run the model on ``frame`` with the current settings."""
         with self._lock:
             layer, channel, gradcam, cam_at = self._layer, self._channel, self._gradcam, self._cam_at
+            options = self._view
         start = time.perf_counter()
         loaded = self.loaded
         checkpoint(control)
@@ -237,15 +298,20 @@ class LivePipeline:
         if hook.output is None or logits_hook.logits is None:
             raise RuntimeError(f"{layer} was not reached in the forward pass")
         checkpoint(control)
+        kept = self._stats
+        fresh = kept is None or kept[0] != layer or start - kept[1] >= self.stats_interval_s
         view = prepare_layer_view(
             _one_step_capture(self._rows[layer], hook.output, logits_hook.logits, x),
             layer,
-            sort_by=self.sort_by,
-            normalize=self.normalize,
-            cmap=self.cmap,
-            columns=self.columns,
+            sort_by=options.sort_by,
+            normalize=options.normalize,
+            cmap=options.cmap,
+            columns=options.columns,
+            stats=None if fresh or kept is None else kept[3],
             control=control,
         )
+        if fresh:
+            self._stats = kept = (layer, start, frame.index, view.stats)
         top = top_predictions(logits_hook.logits, loaded.categories, 5)
         channel_map = None
         if channel is not None and view.spatial and channel < view.channels:
@@ -266,6 +332,7 @@ class LivePipeline:
             seen=seen,
             cam_layer=cam_layer,
             cam_class=cam.class_index if cam is not None else None,
+            stats_frame=kept[2] if kept is not None else frame.index,
         )
 
 

@@ -60,6 +60,11 @@ class FilterView(QWidget):
         layout.addWidget(self.map, 1)
         layout.addWidget(self.note)
 
+    @property
+    def shown(self) -> tuple[int, int | None] | None:
+        """What is drawn: (the weights' version, the filter outlined), or None."""
+        return self._shown
+
     def clear(self, message: str = "") -> None:
         self.mode = "none"
         self.weights = None

@@ -28,6 +28,7 @@ from cnn_explorer.qt.pages.network.compare_panel import ComparePanel
 from cnn_explorer.qt.pages.network.digit_input import DigitInput
 from cnn_explorer.qt.pages.network.drawing import Drawing
 from cnn_explorer.qt.pages.network.layer_panel import LayerPanel
+from cnn_explorer.qt.pages.network.live import LiveInput
 from cnn_explorer.qt.pages.network.model_bar import ModelBar
 from cnn_explorer.qt.pages.network.models import ModelBinding, run_start_model
 from cnn_explorer.qt.pages.network.side import Caches, SideView
@@ -40,7 +41,7 @@ _STEP_KEYS = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_PageUp: -10, Qt.
 _CHANNEL_KEYS = {Qt.Key.Key_Left: -1, Qt.Key.Key_Right: 1}
 
 
-class NetworkPage(ModelBinding, Drawing, DigitInput, ExplorerCode, Page):
+class NetworkPage(ModelBinding, LiveInput, Drawing, DigitInput, ExplorerCode, Page):
     title = "Network explorer"
     view_ready = Signal(str)  # the current layer's view (grid, statistics, channel) is on screen; its name
 
@@ -100,6 +101,7 @@ class NetworkPage(ModelBinding, Drawing, DigitInput, ExplorerCode, Page):
         left_column.setContentsMargins(0, 0, 0, 0)
         left_column.addWidget(self.layer_panel, 1)
         left_column.addWidget(self._build_digit_pad())
+        left_column.addWidget(self._build_live_bar())
         self.centre_a = CentrePanel()
         self.centre_b = CentrePanel(with_options=False, title=f"<span style='color:{style.SIDE_B}'>B</span>")
         self.centre_b.setVisible(False)
@@ -198,10 +200,11 @@ class NetworkPage(ModelBinding, Drawing, DigitInput, ExplorerCode, Page):
 
     # -- page API ---------------------------------------------------------------------------------
     def is_busy(self) -> bool:
-        return any(sv.busy for sv in self.sides.values()) or self.weights_runner.busy
+        return any(sv.busy for sv in self.sides.values()) or self.weights_runner.busy or self._live_busy()
 
     def shutdown(self) -> None:
         self._shut_down = True
+        self._shutdown_live()
         for sv in self.sides.values():
             sv.shutdown()
         self.weights_runner.shutdown()

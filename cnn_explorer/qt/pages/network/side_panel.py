@@ -136,6 +136,18 @@ class SidePanel(QScrollArea):
         self.predictions.set_predictions(predictions, selected=combo.currentData())
         self.untrained_note.setVisible(untrained)
 
+    def show_live_class(self, name: str) -> None:
+        """While live: Grad-CAM explains each frame's top-1, so the class list names it (and is off)."""
+        combo = self.cam_class_combo
+        label = f"the live top-1: {name}"
+        if combo.count() == 1 and combo.itemText(0) == label and not combo.isEnabled():
+            return
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItem(label, None)
+        combo.setEnabled(False)
+        combo.blockSignals(False)
+
     def clear(self, message: str) -> None:
         self.details.clear("")
         self.stats_view.clear("")
