@@ -7,6 +7,7 @@ size and scaled to 0..1 (Selvaraju et al., 2017). Layers are named as in the lay
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 
 from cnn_explorer.core.control import Control, checkpoint
 from cnn_explorer.core.features import apply_colormap
-from cnn_explorer.core.layers import LayerTable, step_modules
+from cnn_explorer.core.layers import LayerTable, eval_mode, step_modules
 
 __all__ = ["CamResult", "default_cam_layer", "grad_cam", "overlay"]
 
@@ -36,12 +37,29 @@ class CamResult:
         return not np.any(self.raw > 0)
 
 
+# Each model's steps by name, found once per model: walking the module tree costs 0.5–1.5 ms a call.
+_steps_by_name: weakref.WeakKeyDictionary[nn.Module, dict[str, nn.Module]] = weakref.WeakKeyDictionary()
+
+
 def _find_step(model: nn.Module, layer: str) -> tuple[nn.Module, int]:
     base, _, call = layer.partition("#")
-    for name, module, _kind in step_modules(model):
-        if name == base:
-            return module, int(call) if call else 1
-    raise KeyError(f"{type(model).__name__} has no layer named {layer!r}")
+    steps = _steps_by_name.get(model)
+    module = steps.get(base) if steps is not None else None
+    # A cached module counts only while it still sits under that name (a fine-tune or a compression may
+    # have swapped it); a name the cache lacks may have been added since. Either way: walk the tree again.
+    if module is None or _submodule(model, base) is not module:
+        steps = _steps_by_name[model] = {name: module for name, module, _kind in step_modules(model)}
+        module = steps.get(base)
+        if module is None:
+            raise KeyError(f"{type(model).__name__} has no layer named {layer!r}")
+    return module, int(call) if call else 1
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
 
 
 def default_cam_layer(table: LayerTable) -> str:
@@ -50,6 +68,15 @@ def default_cam_layer(table: LayerTable) -> str:
         if row.spatial and row.out_shape[1] * row.out_shape[2] > 1:
             return row.name
     raise ValueError("this model has no layer with a spatial map")
+
+
+# Layer calls (module → call numbers) whose output nothing downstream changes in place, as seen by the
+# version counter of the copy the network got: those hand the network the activations themselves.
+_copy_not_needed: weakref.WeakKeyDictionary[nn.Module, set[int]] = weakref.WeakKeyDictionary()
+
+
+class _Overwritten(Exception):
+    """The network changed the layer's output in place after all: run again, handing it a copy."""
 
 
 def grad_cam(
@@ -63,35 +90,87 @@ def grad_cam(
     """Grad-CAM of ``class_index`` (default: the top class) at ``layer`` for one image ``x`` ((C,H,W))."""
     if x.ndim == 3:
         x = x[None]
-    module, wanted_call = _find_step(model, layer)
-    seen = 0
-    captured: list[Tensor] = []
+    module, call = _find_step(model, layer)
+    copy = call not in _copy_not_needed.get(module, ())
+    try:
+        acts, grads, score, index = _layer_gradient(model, x, layer, module, call, class_index, control, copy)
+    except _Overwritten:
+        _copy_not_needed.get(module, set()).discard(call)
+        acts, grads, score, index = _layer_gradient(model, x, layer, module, call, class_index, control, True)
+    with torch.no_grad():
+        weights = grads[0].mean(dim=(1, 2))
+        raw = F.relu((weights[:, None, None] * acts[0]).sum(0))
+        up = F.interpolate(raw[None, None], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[
+            0, 0
+        ]
+        lo, hi = (float(v) for v in torch.aminmax(up))
+        heat = (up - lo) / (hi - lo) if hi > lo else torch.zeros_like(up)
+    # Fresh tensors, so .numpy() shares memory with nothing else; .cpu(): the model may be on a GPU (a
+    # run's "watch it learn").
+    return CamResult(
+        heat.float().cpu().numpy(),
+        raw.float().cpu().numpy(),
+        layer,
+        index,
+        float(score.detach()),
+        weights.float().cpu().numpy(),
+    )
+
+
+def _layer_gradient(
+    model: nn.Module,
+    x: Tensor,
+    layer: str,
+    module: nn.Module,
+    wanted_call: int,
+    class_index: int | None,
+    control: Control | None,
+    copy: bool,
+) -> tuple[Tensor, Tensor, Tensor, int]:
+    """The layer's output, the class score's gradient there, the score and the class, from one pass."""
+    seen = given_version = 0
+    captured: list[Tensor] = []  # the activations, then what the rest of the network got
 
     def hook(_m: nn.Module, _args: tuple, output: object) -> object:
-        nonlocal seen
+        nonlocal seen, given_version
         if not isinstance(output, Tensor):
             return None
         seen += 1
         if seen != wanted_call:
             return None
-        captured.append(output)
-        # The rest of the network gets a copy, so in-place ops downstream (ReLU(inplace=True),
-        # "out += identity") cannot overwrite the activations or break their gradient.
-        return output.clone()
+        # Everything up to here ran without autograd: the score's gradient at this layer needs a graph
+        # only of what comes after it. From here on grad is on (the caller's no_grad block restores it).
+        acts = output.detach().requires_grad_(True)
+        torch.set_grad_enabled(True)
+        # Unless no op downstream was seen to change it in place (ReLU(inplace=True), "out += identity"),
+        # the rest of the network gets a copy, so such ops cannot overwrite the activations or break their
+        # gradient. Without a copy, an in-place op on it fails (a leaf that requires grad) or shows in its
+        # version: then the pass is run again with one.
+        given = acts.clone() if copy else acts
+        captured.extend((acts, given))
+        given_version = given._version
+        return given
 
-    was_training = model.training
-    model.eval()
     handle = module.register_forward_hook(hook)
     try:
-        checkpoint(control)
-        with torch.enable_grad():
-            inp = x.detach().clone().requires_grad_(True)  # a graph even if every weight is frozen
-            logits = model(inp)
+        with eval_mode(model), torch.no_grad():
+            checkpoint(control)
+            try:
+                logits = model(x)
+            except RuntimeError as exc:
+                if captured and not copy:
+                    raise _Overwritten from exc
+                raise
             if not isinstance(logits, Tensor):
                 logits = logits[0]
             if not captured:
                 raise KeyError(f"layer {layer!r} was not reached in the forward pass")
-            acts = captured[0]
+            acts, given = captured
+            if given._version == given_version:
+                if copy:
+                    _copy_not_needed.setdefault(module, set()).add(wanted_call)
+            elif not copy:
+                raise _Overwritten
             if acts.ndim != 4:
                 raise ValueError(
                     f"Grad-CAM needs a layer with a spatial map; {layer} gives {tuple(acts.shape[1:])}"
@@ -101,26 +180,14 @@ def grad_cam(
                 raise IndexError(f"class {index} does not exist (the model has {logits.shape[1]} outputs)")
             checkpoint(control)
             score = logits[0, index]
-            (grads,) = torch.autograd.grad(score, acts)
+            grads = None
+            if score.requires_grad:
+                (grads,) = torch.autograd.grad(score, acts, allow_unused=True)
+            if grads is None:
+                raise ValueError(f"the class score does not depend on layer {layer!r}")
     finally:
         handle.remove()
-        model.train(was_training)
-    with torch.no_grad():
-        weights = grads[0].mean(dim=(1, 2))
-        raw = F.relu((weights[:, None, None] * acts[0]).sum(0))
-        up = F.interpolate(raw[None, None], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[
-            0, 0
-        ]
-        lo, hi = float(up.min()), float(up.max())
-        heat = (up - lo) / (hi - lo) if hi > lo else torch.zeros_like(up)
-    return CamResult(
-        heat.float().cpu().numpy().copy(),  # .cpu(): the model may be on a GPU (a run's "watch it learn")
-        raw.detach().float().cpu().numpy().copy(),
-        layer,
-        index,
-        float(score.detach()),
-        weights.detach().float().cpu().numpy().copy(),
-    )
+    return acts, grads, score, index
 
 
 def overlay(
