@@ -14,6 +14,7 @@ import torch
 from cnn_explorer.core import features, zoo
 from cnn_explorer.core.control import Cancelled, Control
 from cnn_explorer.core.features import (
+    apply_colormap,
     capture_activations,
     layer_stats,
     prepare_layer_view,
@@ -414,3 +415,42 @@ def test_derived_steps_are_computed_once_when_threads_ask_at_once(resnet18):
     for i, name in enumerate(names):
         assert all(s[i] is seen[0][i] for s in seen), name
     assert calls["relu"] == calls["bn1"] == 1 and calls["layer1.0.relu"] == 1 and max(calls.values()) == 1
+
+
+def _reference_tile_values(fmap: np.ndarray, order: np.ndarray, normalize: str) -> np.ndarray:
+    """The grid's cell values the plain way (each step its own array), to pin the in-place version."""
+    data = fmap[order].astype(np.float32)
+    if normalize == "channel":
+        lo = data.min(axis=(1, 2), keepdims=True)
+        span = data.max(axis=(1, 2), keepdims=True) - lo
+        with np.errstate(invalid="ignore"):  # (the infinite channel)
+            return np.divide(data - lo, span, out=np.zeros_like(data), where=span > 0)
+    if normalize == "layer":
+        lo_all, hi_all = float(data.min()), float(data.max())
+        span = hi_all - lo_all
+        return (data - lo_all) / span if span > 0 else np.zeros_like(data)
+    return data
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("normalize", ["channel", "layer", "none"])
+def test_tiles_and_colours_equal_the_plain_computation(dtype, normalize):
+    rng = np.random.default_rng(3)
+    fmap = rng.normal(size=(7, 5, 6)).astype(dtype)
+    fmap[1] = 2.5  # one value: a dark cell
+    fmap[2, 0, 0] = np.nan  # a NaN channel
+    fmap[3, 1, 1] = np.inf
+    order = rng.permutation(7)
+    grid = tile_channels(fmap, order=order, normalize=normalize, columns=3)
+    want = _reference_tile_values(fmap, order, normalize)
+    for i in range(7):
+        y, x = grid.cell_origin(i)
+        np.testing.assert_array_equal(grid.image[y : y + 5, x : x + 6], want[i])
+    rgb = apply_colormap(grid.image, "viridis")
+    lut = apply_colormap(np.linspace(0, 1, 256, dtype=np.float32)[None], "viridis")[0]
+    finite = np.isfinite(grid.image)
+    idx = (np.clip(np.where(finite, grid.image, 0) * 255 + 0.5, 0, 255)).astype(np.uint8)
+    gaps = np.isnan(grid.image)
+    np.testing.assert_array_equal(rgb[gaps], np.full((gaps.sum(), 3), 255, np.uint8))
+    ok = finite
+    np.testing.assert_array_equal(rgb[ok], lut[idx[ok]])

@@ -370,3 +370,24 @@ def test_a_layer_table_given_is_used_if_it_is_for_the_input_size(lenet: zoo.Load
     other = dataclasses.replace(own, input_shape=(1, 64, 64))  # another input size's: recomputed
     again = LivePipeline(lenet, table=other).table
     assert again is not other and again.input_shape == own.input_shape
+
+
+def test_unpaced_the_next_frame_is_read_after_the_pass_not_during_it(video: Path, lenet: zoo.LoadedModel):
+    """Decoding on one core during the model's pass stalls every multi-threaded operation of the pass."""
+    inner = LivePipeline(lenet)
+    read_during_pass = []
+    stats = LiveStats()
+
+    class Watching:
+        def process(self, frame: Frame, control=None, after_pass=None):
+            def passed() -> None:
+                time.sleep(0.02)  # (a capture thread reading ahead would have read the next frame by now)
+                read_during_pass.append(stats.slot.captured - (frame.index + 1))
+                after_pass()
+
+            return inner.process(frame, control, after_pass=passed)
+
+    with open_source(video) as source:
+        run_live(source, Watching(), pace=False, stats=stats)
+    assert stats.processed == 40 and stats.dropped == 0
+    assert read_during_pass == [0] * 40

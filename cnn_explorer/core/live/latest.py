@@ -20,13 +20,17 @@ class LatestFrame:
     """A thread-safe single slot. Counters: ``captured`` (frames put), ``dropped`` (replaced unseen),
     ``taken``; ``closed`` once the capture side is done (or the consumer gave up)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ask_on_take: bool = True) -> None:
+        """``ask_on_take=False``: a consumer that calls :meth:`ask` itself, when the next frame should be
+        read (see :meth:`wait_asked`)."""
         self._cond = threading.Condition()
         self._unseen: Frame | None = None
         self._newest: Frame | None = None
         self.captured = 0
         self.dropped = 0
         self.taken = 0
+        self.asked = 0  # frames asked for: one per take, or per ask() without ask_on_take
+        self.ask_on_take = ask_on_take
         self.closed = False
 
     def put(self, frame: Frame) -> bool:
@@ -55,8 +59,25 @@ class LatestFrame:
             frame, self._unseen = self._unseen, None
             if frame is not None:
                 self.taken += 1
+                if self.ask_on_take:
+                    self.asked += 1
                 self._cond.notify_all()  # (a capture loop that waits for the slot to empty)
             return frame
+
+    def ask(self) -> None:
+        """Ask for the next frame now. A consumer that reads every frame of a file calls this when its
+        multi-threaded work is done (the model's pass), so that decoding the next frame does not compete
+        with it for the cores."""
+        with self._cond:
+            self.asked += 1
+            self._cond.notify_all()
+
+    def wait_asked(self, count: int, timeout: float | None = None) -> bool:
+        """Wait until ``count`` frames were asked for (or the slot closed); True if they were."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.asked >= count or self.closed, timeout) and (
+                self.asked >= count
+            )
 
     def peek(self) -> Frame | None:
         """The newest frame put, seen or not, without consuming it (what Pause freezes)."""

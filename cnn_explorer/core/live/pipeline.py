@@ -18,9 +18,11 @@ frame: a window shows them at that pace anyway, and for an early layer they cost
 from __future__ import annotations
 
 import difflib
+import functools
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -76,10 +78,17 @@ class LiveResult:
     shape: tuple[int, ...]  # the layer's output without the batch: (C, H, W) or (N,)
     seconds: float  # preprocessing, the pass and drawing
     view: LayerView  # the whole view: values, Grid (channel_at for clicks), colours, statistics
-    seen: np.ndarray  # uint8 (S, S, 3) or (S, S): the frame as the network saw it (resized, cropped)
+    input: Tensor = field(repr=False)  # (C, S, S) float32: the frame preprocessed, as the network took it
+    preprocess: zoo.Preprocess = field(repr=False)
     cam_layer: str | None = None  # where Grad-CAM was taken
     cam_class: int | None = None  # the class it explains (the top-1)
     stats_frame: int = -1  # the frame whose values ``view.stats`` summarises (this one, or a recent one)
+
+    @functools.cached_property
+    def seen(self) -> np.ndarray:
+        """uint8 (S, S, 3) or (S, S): the frame as the network saw it (resized, cropped). Made when first
+        asked for (the window draws every frame's; the command line only those it saves)."""
+        return _seen(self.input, self.preprocess)
 
 
 class _OutputHook:
@@ -262,8 +271,11 @@ class LivePipeline:
                 self._cam_at = at
 
     # -- one frame (the model's thread) -------------------------------------------------------------
-    def process(self, frame: Frame, control: Control | None = None) -> LiveResult:
-        """Run the model on ``frame`` with the current settings."""
+    def process(
+        self, frame: Frame, control: Control | None = None, after_pass: Callable[[], None] | None = None
+    ) -> LiveResult:
+        """Run the model on ``frame`` with the current settings. ``after_pass`` is called once the model's
+        pass is over, before the drawing (the live loop asks for the next frame then)."""
         with self._lock:
             layer, channel, gradcam, cam_at = self._layer, self._channel, self._gradcam, self._cam_at
             options = self._view
@@ -271,7 +283,6 @@ class LivePipeline:
         loaded = self.loaded
         checkpoint(control)
         x = loaded.preprocess(frame.pixels)
-        seen = _seen(x, loaded.preprocess)
         cam_layer = None
         if gradcam:
             current = self._rows[layer]
@@ -295,6 +306,8 @@ class LivePipeline:
             finally:
                 for handle in handles:
                     handle.remove()
+        if after_pass is not None:
+            after_pass()
         if hook.output is None or logits_hook.logits is None:
             raise RuntimeError(f"{layer} was not reached in the forward pass")
         checkpoint(control)
@@ -329,7 +342,8 @@ class LivePipeline:
             shape=tuple(int(s) for s in hook.output.shape),
             seconds=done - start,
             view=view,
-            seen=seen,
+            input=x,
+            preprocess=loaded.preprocess,
             cam_layer=cam_layer,
             cam_class=cam.class_index if cam is not None else None,
             stats_frame=kept[2] if kept is not None else frame.index,

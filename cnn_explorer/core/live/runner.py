@@ -36,8 +36,9 @@ def capture_loop(
     ``control`` is cancelled (``Cancelled`` is raised); close the slot; return the frames captured.
 
     ``pace=True`` delivers a file's frames at its nominal frame rate (25 fps if it does not say), as a
-    camera would (a slow model then drops frames); a camera paces itself. ``pace=False`` hands a file's
-    frames over as soon as the previous one was taken, decoding the next one meanwhile: every frame is
+    camera would (a slow model then drops frames); a camera paces itself. ``pace=False`` reads a file's
+    next frame only once the consumer asked for it (``slot.asked``: when it took the previous one, or when
+    it called ``slot.ask()`` after its pass), and hands it over once the slot is empty: every frame is
     processed, as fast as the model goes (the decoder does not race ahead and take the model's CPU for
     frames that would only be dropped). A camera is never held back (its driver would queue frames).
     The source is not closed: it belongs to the caller.
@@ -50,6 +51,11 @@ def capture_loop(
     try:
         while not slot.closed:
             checkpoint(control)
+            if in_step and captured:
+                while not slot.wait_asked(captured, _POLL_S):
+                    if slot.closed:
+                        return captured
+                    checkpoint(control)
             frame = source.read()
             if frame is None:
                 break
@@ -242,7 +248,10 @@ def run_live(
     An error in the capture thread is raised here; a camera that stops ends the run (``source.error``).
     ``stats``: record into this (fresh) LiveStats, which then still holds the counts after a cancel.
     """
-    slot = LatestFrame()
+    # Unpaced, the next frame of a file is read while this thread draws (single-threaded work), not
+    # during the model's pass: a decoder on one core stalls every multi-threaded operation of the pass.
+    in_step = not pace and not source.is_camera
+    slot = LatestFrame(ask_on_take=not in_step)
     if stats is None:
         stats = LiveStats()
     stats.slot = slot
@@ -256,7 +265,10 @@ def run_live(
                 if slot.closed and not slot.has_unseen:
                     break
                 continue
-            result = pipeline.process(frame, control=control)
+            if in_step:
+                result = pipeline.process(frame, control=control, after_pass=slot.ask)
+            else:
+                result = pipeline.process(frame, control=control)
             stats.record(result)
             if on_result is not None:
                 on_result(result)

@@ -3,10 +3,11 @@ current layer's grid, the chosen channel, the top-5 and Grad-CAM following the f
 
 Latest frame wins. The capture runs as a worker job (``core.live.capture_loop``) that keeps only the
 newest frame in a :class:`LatestFrame`. The model pass is one "latest request wins" job at a time: it
-takes the newest frame when it starts, runs ``LivePipeline.process`` and returns the result, which is
-painted (:class:`LiveDrawing`: set pictures and labels, no model work); only then is the next frame
-asked for. Nothing queues, so the lag stays at most one pass; frames that came in meanwhile are counted
-as dropped.
+takes the newest frame when it starts, runs ``LivePipeline.process`` and returns the result. When a
+result arrives the next frame's job starts at once and the result is painted meanwhile
+(:class:`LiveDrawing`: set pictures and labels, no model work). At most one result is on its way and
+one on screen, so the lag stays at most about one pass; frames that came in meanwhile are counted as
+dropped.
 
 While live, the session keeps the still picture and the cursor: stepping layers and picking channels
 change the pipeline for the next frame instead of preparing the still's views. Pause freezes the frame on
@@ -199,13 +200,13 @@ class LiveInput(LiveDrawing):
                 self.live_bar.show_message(f"{error}. Its last frame is a still now.")
             return
         run.last = result
+        self._request_live_frame(run)  # first: the model works on the next frame while this one is painted
         self._paint_live(result)
         run.frames += 1
         run.stats.record(result, time.perf_counter())
         if run.frames == 1:
             self.live_bar.set_state(running=True, has_frame=True)
         self.live_painted.emit(result)
-        self._request_live_frame(run)
 
     def _on_live_failed(self, run: LiveRun, exc: BaseException) -> None:
         if run is not self._live:
