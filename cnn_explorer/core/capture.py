@@ -10,10 +10,11 @@ activation to the previous step's output (or a block whose output is that very t
 from it when first read: that is most steps. A batch norm or a smooth activation is recomputed from the
 previous step's float32 values with the module's own kernel, an exact one (ReLU, ReLU6) from its float16
 copy, so each value read is the float16 rounding of the true activation, as a copy would be
-(``tests/core/test_capture_accuracy.py``); reading one step of a chain computes the chain. Every other step keeps the pass's own output tensor and is
-compacted to float16 when first read, unless a later operation changes that tensor in place (version
-counters tell); such steps are copied during the pass. So the pass stays close to a bare forward pass
-in time. Without a table every step is copied as the pass goes.
+(``tests/core/test_capture_accuracy.py``); reading one step of a chain computes the chain. Every other
+step keeps the pass's own output tensor and is compacted to float16 when first read, unless a later
+operation changes that tensor in place (version counters tell); such steps are copied during the pass.
+So the pass stays close to a bare forward pass in time. Without a table every step is copied as the
+pass goes.
 
 Memory stays bounded: a step whose float16 values would exceed ``max_layer_bytes``, or one that would
 push the memory held (float32 while unread) past ``max_total_bytes``, keeps only its shape and is listed
