@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -14,11 +15,18 @@ from PySide6.QtWidgets import QApplication, QWidget
 
 from cnn_explorer.core.images import assets_dir
 
+GIL_SWITCH_INTERVAL_S = 0.00025
+
 
 def make_app(argv: list[str] | None = None) -> QApplication:
     """The one QApplication, with pyqtgraph configured the same way for every view."""
     import pyqtgraph as pg
 
+    # A worker thread running Python (tracing a model, unpickling a checkpoint) holds the GIL for up to
+    # the switch interval each time the window's thread asks for it, and a paint asks dozens of times:
+    # at the default 5 ms that added up to stalls of tens of ms (bench_gui_stall.py); 0.25 ms bounds
+    # each wait.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
     QCoreApplication.setOrganizationName("CNN Explorer")
     QCoreApplication.setApplicationName("cnn-explorer")
@@ -43,6 +51,16 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 120.0, poll_ms:
     return True
 
 
+def freeze_startup_objects() -> int:
+    """Move every object alive now (torch, Qt, pyqtgraph, the window: about a million) out of the
+    garbage collector's sight. A full collection otherwise walks them all, holding the GIL, and every
+    thread with it: 190 ms stalls of the window in the middle of its work (bench_gui_stall.py). They
+    live as long as the window anyway. Returns how many objects were frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def run_gui(image: str | None = None) -> int:
     from cnn_explorer.qt.main_window import MainWindow
 
@@ -51,6 +69,7 @@ def run_gui(image: str | None = None) -> int:
     if image is not None:
         window.open_image(image)
     window.show()
+    freeze_startup_objects()
     return app.exec()
 
 

@@ -37,6 +37,7 @@ import multiprocessing
 import multiprocessing.util  # its exit handler (joining children) is registered before ours, so runs after
 import os
 import queue as queue_module
+import sys
 import threading
 import time
 import traceback
@@ -53,6 +54,7 @@ from cnn_explorer.core.control import Cancelled, Control, run_job, serve_job
 EVENT_INTERVAL_MS = 50  # <= 20 UI updates per second
 MIN_EVENT_GAP_S = 0.9 * EVENT_INTERVAL_MS / 1000
 PROCESS_NICENESS = 10  # a worker process yields the CPU to the window (it gets ~10% of a core it shares)
+THREAD_NICENESS = 5  # a worker thread of the window's process yields to the window's thread (Linux)
 EXIT_GRACE_S = 5.0  # at exit, a worker process still running gets this long to save its checkpoint
 
 _active: set[Job] = set()
@@ -70,6 +72,7 @@ class _Thread(QThread):
 
     def run(self) -> None:
         fn, args, kwargs = self._job
+        _lower_thread_priority()
         try:
             self.done.emit("result", run_job(fn, args, kwargs, self._control))
         except Cancelled:
@@ -80,6 +83,18 @@ class _Thread(QThread):
 
     def stop_now(self) -> None:
         """Last resort on quit; a thread cannot be killed safely, so there is nothing more to do."""
+
+
+def _lower_thread_priority() -> None:
+    """Renice this worker thread by THREAD_NICENESS (Linux schedules threads one by one): on a machine
+    whose cores a training keeps busy, the window's thread then gets a core before the window's own
+    workers (bench_gui_stall.py). Elsewhere, or where it is not allowed, threads keep their priority."""
+    if sys.platform.startswith("linux") and hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):
+            tid = threading.get_native_id()
+            os.setpriority(
+                os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + THREAD_NICENESS)
+            )
 
 
 def _lower_priority(pid: int) -> None:

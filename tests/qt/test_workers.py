@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 import time
 
@@ -208,3 +209,32 @@ def test_shutdown_stops_worker_processes(qtbot):
     qtbot.waitUntil(lambda: job._thread.process.is_alive(), timeout=30_000)
     assert workers.shutdown(timeout_ms=30_000) == []
     assert not job._thread.process.is_alive()
+
+
+def _thread_niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads have their own priority on Linux")
+def test_a_worker_thread_runs_below_the_window_thread_s_priority(qtbot):
+    """With every core busy (a training), the window's thread gets a core before its own workers."""
+    job = workers.start_job(_thread_niceness)
+    with qtbot.waitSignal(job.result, timeout=60_000) as result:
+        pass
+    window = _thread_niceness()
+    assert result.args[0] == min(19, window + workers.THREAD_NICENESS)
+    assert _thread_niceness() == window  # (the window's thread itself is left as it was)
+
+
+def test_the_app_hands_the_gil_back_quickly_and_freezes_its_start_up_objects():
+    import gc
+
+    from cnn_explorer.qt.app import GIL_SWITCH_INTERVAL_S, freeze_startup_objects, make_app
+
+    make_app()
+    assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
+    try:
+        assert freeze_startup_objects() > 10_000  # (torch and Qt alone hold many more)
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()  # (the test process goes on creating and dropping windows)
