@@ -12,6 +12,11 @@ fraction of the epoch, so per-step and per-epoch curves line up):
 Data arrive with ``add_step`` / ``add_epoch`` (cheap: appended to lists) and are drawn by a timer at most
 ``REDRAW_HZ`` times a second, so a fast run cannot flood the GUI thread with repaints. ``redraw()`` draws
 now. ``load(steps, epochs)`` shows a finished run from its logs; ``reset()`` empties everything.
+
+While a run trains, the axes stay put: ``plan(epochs)`` fixes the x axis to the whole run, and the loss
+and learning-rate axes only move when a value leaves them or shrinks to under half of them. A redraw
+then only redraws the curves; new ticks (laying out their labels) cost twice as much as the curves
+(bench_gui_stall.py).
 """
 
 from __future__ import annotations
@@ -128,7 +133,22 @@ class TrainingPlots(QWidget):
         self.reset()
 
     # -- data -----------------------------------------------------------------------------------------
+    def plan(self, epochs: int) -> None:
+        """The run will have ``epochs`` epochs: the x axis shows all of them from now on."""
+        self._x_extent = float(max(1, epochs))
+        for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
+            plot.enableAutoRange(axis="x", enable=False)
+        self.loss_plot.setXRange(0, self._x_extent, padding=0.02)
+
     def reset(self) -> None:
+        """No data; the x axis follows the data again until the next :meth:`plan`."""
+        self._x_extent: float | None = None
+        for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
+            plot.enableAutoRange(axis="x", enable=True)
+        self._clear()
+
+    def _clear(self) -> None:
+        self._y_tops: dict[str, float] = {}
         self._step_x: list[float] = []
         self._step_loss: list[float] = []
         self._step_smooth: list[float] = []
@@ -181,8 +201,9 @@ class TrainingPlots(QWidget):
         epochs: Sequence[EpochMetrics],
         best_epoch: int = 0,
     ) -> None:
-        """Show a run from its logs: steps.csv rows (epoch, step, global step, loss, lr) and metrics."""
-        self.reset()
+        """Show a run from its logs: steps.csv rows (epoch, step, global step, loss, lr) and metrics (a
+        planned x axis stays: a resumed run's logs come in before its new steps)."""
+        self._clear()
         per_epoch: dict[int, int] = {}
         for e, s, *_ in steps:
             per_epoch[e] = max(per_epoch.get(e, 0), s)
@@ -204,6 +225,21 @@ class TrainingPlots(QWidget):
         self.redraw()
 
     # -- drawing ----------------------------------------------------------------------------------------
+    def _settle_y(self, plot: pg.PlotItem, key: str, *series: Sequence[float]) -> None:
+        """A y axis from 0 to a little above the largest value, changed only when a value goes over it or
+        the largest falls under half of it (not at every redraw, as autorange would)."""
+        finite = [a[np.isfinite(a)] for a in (np.asarray(v, dtype=np.float64) for v in series)]
+        top = max((float(a.max()) for a in finite if a.size), default=None)
+        if top is None or top <= 0:
+            plot.enableAutoRange(axis="y", enable=True)
+            self._y_tops.pop(key, None)
+            return
+        shown = self._y_tops.get(key)
+        if shown is None or top > shown or top < 0.5 * shown:
+            shown = self._y_tops[key] = 1.15 * top
+            plot.enableAutoRange(axis="y", enable=False)
+            plot.setYRange(0, shown, padding=0)
+
     def _changed(self) -> None:
         self._dirty = True
         if not self._timer.isActive():
@@ -227,6 +263,11 @@ class TrainingPlots(QWidget):
         self.val_loss.setData(ep, rows[:, 1])
         self.train_acc.setData(ep, rows[:, 2] * 100)
         self.val_acc.setData(ep, rows[:, 3] * 100)
+        if self._x_extent is not None:
+            if len(x) and x[-1] > self._x_extent:  # (more epochs than planned: a resumed run)
+                self.plan(math.ceil(x[-1]))
+            self._settle_y(self.loss_plot, "loss", self._step_loss, rows[:, 1])
+            self._settle_y(self.lr_plot, "lr", self._step_lr)
         if self._best_epoch:
             self.best_line.setValue(self._best_epoch)
             self.best_line.show()

@@ -176,6 +176,7 @@ class TrainingBinding:
         self._show_progress()
 
     def _on_run_started(self, ev: RunStarted) -> None:
+        self.plots.plan(ev.config.epochs)  # (the axes stay put while it trains)
         self.progress_bar.setRange(0, max(1, ev.total_steps))
         self.progress_bar.setValue(self.session.progress.steps_done)
         cached = ""

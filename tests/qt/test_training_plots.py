@@ -1,0 +1,46 @@
+"""The training curves keep their axes while a run trains: new ticks are the dearest part of a redraw."""
+
+from __future__ import annotations
+
+from cnn_explorer.qt.widgets.training_plots import TrainingPlots
+
+
+def _plots(qtbot) -> TrainingPlots:
+    plots = TrainingPlots()
+    plots.resize(900, 320)
+    qtbot.addWidget(plots)
+    plots.show()
+    return plots
+
+
+def test_a_planned_run_keeps_its_axes_until_a_value_leaves_them(qtbot):
+    plots = _plots(qtbot)
+    plots.plan(4)
+    for step in range(1, 11):
+        plots.add_step(1, step, 10, 2.0 - 0.05 * step, 0.01)
+    plots.redraw()
+    (x0, y0), lr0 = plots.loss_plot.viewRange(), plots.lr_plot.viewRange()[1]
+    assert x0[0] <= 0 and 4 <= x0[1] < 4.2  # the whole run, from the first step on
+    assert y0[0] == 0 and y0[1] >= 1.95
+    for step in range(1, 11):
+        plots.add_step(2, step, 10, 1.4 - 0.05 * step, 0.01)
+    plots.add_epoch(1, 1.5, 1.6, 0.4, 0.35)
+    plots.redraw()
+    assert plots.loss_plot.viewRange()[0] == x0  # nothing moved
+    assert plots.loss_plot.viewRange()[1] == y0
+    assert plots.lr_plot.viewRange()[1] == lr0
+    plots.add_step(3, 1, 10, 5.0, 0.01)  # a spike above the axis: it grows
+    plots.redraw()
+    assert plots.loss_plot.viewRange()[1][1] >= 5.0
+    plots.add_step(5, 1, 10, 0.5, 0.01)  # past the plan (a resumed run went on): the axis follows
+    plots.redraw()
+    assert plots.loss_plot.viewRange()[0][1] >= 5.0
+
+
+def test_without_a_plan_the_axes_follow_the_data(qtbot):
+    plots = _plots(qtbot)
+    plots.plan(3)
+    plots.reset()  # (a finished run shown from its logs is not planned)
+    steps = [(e, s, 5 * (e - 1) + s, 1.0, 0.1) for e in (1, 2) for s in range(1, 6)]
+    plots.load(steps, [])
+    qtbot.waitUntil(lambda: plots.loss_plot.viewRange()[0][1] < 2.5)  # two epochs' worth, not three
