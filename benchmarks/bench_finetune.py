@@ -7,7 +7,7 @@
    Every step is timed from the end of the previous one (data loading included; for fit() from the arrival
    of its StepEnd events, so the events, pause/cancel checkpoints and step logging are inside the
    measurement). The first epoch of each run is warm-up. Speed = batch size / median full-batch step time:
-   the median is robust against other processes stealing the CPU for a while. Target: fit / plain >= 0.9.
+   the median is robust against other processes stealing the CPU for a while. Target: fit / plain >= 0.95.
 2. Whole-epoch time of fit() (training + validation + checkpoints) next to the plain loop plus its own
    validation pass.
 3. The feature extractor's epoch time with and without the embedding cache.
@@ -35,6 +35,8 @@ from torchvision.datasets import ImageFolder
 from cnn_explorer.core import zoo
 from cnn_explorer.core.data import Augmentation, scan_dataset, write_animal_dataset
 from cnn_explorer.core.training import EpochEnd, RunStarted, StepEnd, TrainConfig, fit
+
+TARGET = 0.95  # fit() images/s per step against the plain loop (issue #18; was 0.9)
 
 
 def fit_run(config: TrainConfig, out: Path, scan) -> dict:
@@ -140,11 +142,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.epochs} epochs per run (first is warm-up), {args.rounds} rounds\n"
         )
         plain, ours = [], []
+        round_ratios: list[float] = []  # each round's plain / fit median step time
         for r in range(args.rounds):
             plain.append(plain_run(base, root, scan))
             ours.append(fit_run(base, Path(tmp) / f"run{r}", scan))
             p_med, o_med = statistics.median(step_times(plain[-1:])), statistics.median(step_times(ours[-1:]))
-            print(f"  round {r + 1}: median step plain {p_med:.3f} s, fit() {o_med:.3f} s")
+            round_ratios.append(p_med / o_med)
+            print(
+                f"  round {r + 1}: median step plain {p_med:.3f} s, fit() {o_med:.3f} s, "
+                f"ratio {round_ratios[-1]:.2f}"
+            )
 
         fe = TrainConfig(**{**base.__dict__, "strategy": "feature-extractor"})
         cached = fit_run(fe, Path(tmp) / "fe_cached", scan)
@@ -166,15 +173,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'fine-tune-all training, img/s':36} {p_rate:>11.1f} {o_rate:>9.1f} {ratio:>7.2f}")
     name = "fine-tune-all whole epoch (best), s"
     print(f"{name:36} {p_epoch:>11.2f} {o_epoch:>9.2f} {p_epoch / o_epoch:>7.2f}")
-    print("  img/s from the median full-batch step; ratio = fit speed / plain speed (target >= 0.90).")
+    print("  img/s from the median full-batch step; ratio = fit speed / plain speed (target >= 0.95).")
+    spread = ", ".join(f"{x:.2f}" for x in round_ratios)
+    print(
+        f"  Per round: {spread} (median {statistics.median(round_ratios):.2f}). A round whose ratio is far "
+        "from the others met a busy spell of the machine in one of its two runs."
+    )
     print("  A whole epoch of fit() also saves best.pt/last.pt and writes its logs.")
     print()
     print(f"{'feature extractor, epoch time':36} {'no cache':>11} {'cache':>9} {'speed-up':>9}")
     print(f"{'  first epoch, s':36} {u_first:>11.2f} {c_first:>9.2f} {u_first / c_first:>8.1f}x")
     print(f"{'  later epochs (median), s':36} {u_later:>11.2f} {c_later:>9.3f} {u_later / c_later:>8.1f}x")
-    verdict = "OK" if ratio >= 0.9 else "BELOW TARGET"
+    verdict = "OK" if ratio >= TARGET else "BELOW TARGET"
     print(f"\nfit() training throughput ratio {ratio:.2f}: {verdict}")
-    return 0 if ratio >= 0.9 else 1
+    return 0 if ratio >= TARGET else 1
 
 
 if __name__ == "__main__":

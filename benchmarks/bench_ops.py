@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnn_explorer.core.allocator import keep_freed_memory
 from cnn_explorer.core.images import default_sample, load_image, resize_to
 from cnn_explorer.core.kernels import kernel_preset
 from cnn_explorer.core.lab import LabSettings, default_filters, lab_backward, run_lab, upstream_gradient
@@ -116,7 +117,14 @@ def main() -> None:
         help="torch threads (default: torch's own choice). On a busy machine 1 compares the work done, "
         "without the lost time of a parallel section waiting for a thread another process holds",
     )
+    parser.add_argument(
+        "--malloc-as-it-comes",
+        action="store_true",
+        help="leave glibc's malloc as it comes (default: keep freed memory, as cnn-explorer runs)",
+    )
     args = parser.parse_args()
+    if not args.malloc_as_it_comes:
+        keep_freed_memory()  # as the app's main() does: a recompute's maps reuse the last one's memory
     if args.threads:
         torch.set_num_threads(args.threads)
 
