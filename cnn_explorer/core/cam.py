@@ -156,7 +156,7 @@ def _layer_gradient(
         with eval_mode(model), torch.no_grad():
             checkpoint(control)
             try:
-                logits = model(x)
+                logits = model(x.clone())  # (a model that changes its input in place leaves the caller's)
             except RuntimeError as exc:
                 if captured and not copy:
                     raise _Overwritten from exc

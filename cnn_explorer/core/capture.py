@@ -98,7 +98,10 @@ class Activation:
     how: int = field(default=0, repr=False)  # for a recomputed step: _SAME, _EXACT or _FLOAT
     bound: Callable[[float], float] | None = field(default=None, repr=False)  # max |out| from max |in|
     head: Activation | None = field(default=None, repr=False)  # a recomputed step's kept step
-    chain: tuple[Activation, ...] = field(default=(), repr=False)  # a kept step's recomputed followers
+    # A kept step's recomputed followers, weakly: they link back to it (``source``, ``head``), and strong
+    # links both ways would make every capture a reference cycle, freed only by a garbage collection
+    # (unread float32 outputs included).
+    chain: tuple[weakref.ref[Activation], ...] = field(default=(), repr=False)
 
     @property
     def data(self) -> np.ndarray | None:
@@ -172,11 +175,14 @@ def _compact_chain(head: Activation) -> None:
     float32 values (rounded once, as a copy of its true values would be), each _EXACT step from the float16
     copy of the step before."""
     t = head.tensor
+    chain = [f() for f in head.chain]
+    if any(f is None for f in chain):  # a follower is gone (its capture was dropped): each reads on its own
+        chain = []
     with torch.inference_mode():
         stored, largest = _compact(t)
         cur, prev = t, torch.from_numpy(stored)  # the last step's float32 and float16 values
-        last_float = max((i for i, f in enumerate(head.chain) if f.how == _FLOAT), default=-1)
-        for i, f in enumerate(head.chain):
+        last_float = max((i for i, f in enumerate(chain) if f.how == _FLOAT), default=-1)
+        for i, f in enumerate(chain):
             if f.how == _SAME:
                 continue
             if f.how == _FLOAT:
@@ -562,6 +568,8 @@ def _capture_planned(
     def hook(module: nn.Module, _args: tuple, output: object) -> None:
         if control is not None:
             control.checkpoint()
+        if not isinstance(output, Tensor) and _first_tensor(output) is None:
+            return  # (a call without a tensor is no row of the table: it takes no action)
         action = next(todo[id(module)], None)
         if action == _RECIPE:
             return
@@ -634,7 +642,7 @@ def _capture_planned(
         raise _ChangedInPlace(", ".join(changed))
     for i, row in enumerate(plan.rows):
         if row.chain:
-            acts[i].chain = tuple(acts[i + 1 : i + 1 + row.chain])
+            acts[i].chain = tuple(weakref.ref(a) for a in acts[i + 1 : i + 1 + row.chain])
     skipped += [a.name for a in acts if a.source is not None and a.too_large]
     return _finish(acts, logits, x, skipped, model)
 

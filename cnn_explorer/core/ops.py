@@ -445,7 +445,14 @@ def pool2d(
         corner = (np.arange(oh)[:, None] * sh - ph) * width + (np.arange(ow)[None, :] * sw - pw)
         offset = np.multiply(row_tap, width, dtype=np.int32 if kh * width < 2**31 else np.int64)
         offset += col_tap
-        return out, np.add(offset, corner, dtype=np.int64)  # int64, as torch's indices
+        winners = np.add(offset, corner, dtype=np.int64)  # int64, as torch's indices
+        lost = out == -np.inf  # every real cell −∞: torch keeps the window's first real cell, not padding
+        if (ph or pw) and lost.any():
+            first = (np.maximum(np.arange(oh) * sh - ph, 0)[:, None] * width) + np.maximum(
+                np.arange(ow) * sw - pw, 0
+            )[None, :]
+            winners[lost] = np.broadcast_to(first, winners.shape)[lost]
+        return out, winners
     lead = x.shape[:-2]
     out = np.zeros((*lead, oh, ow), dtype=dtype)
     for i in range(kh):

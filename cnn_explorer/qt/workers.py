@@ -425,7 +425,10 @@ class LatestRunner(QObject):
         self._latest = request
         self._dropped = None
         run = self._run
+        if run is not None and not run.job.is_running:  # its outcome is being delivered: it has stopped
+            run = None
         if run is None:
+            self._pending = None
             self._start(request)
         elif run.request.key == key and run.job.is_running and not run.job.is_cancelled:
             self._pending = None  # what is under way is what is wanted

@@ -118,3 +118,25 @@ def test_the_unit_is_float16_rounding():
         rounded = float(np.float16(v + half_ulp16(v) * 0.99))  # less than half a spacing up: rounds back
         assert rounded == float(np.float16(v)), v
     assert half_ulp16(1.0) == 2.0**-11 and half_ulp16(0.0) == 2.0**-25
+
+
+def test_a_dropped_capture_is_freed_at_once_without_a_garbage_collection():
+    """An explorer cache evicts captures unread: their float32 outputs must go when the capture goes."""
+    import gc
+    import weakref
+
+    from cnn_explorer.core import zoo
+    from cnn_explorer.core.layers import layer_table
+
+    loaded = zoo.load_model("resnet18", allow_download=False)
+    x = torch.randn(3, 64, 64)
+    table = layer_table(loaded.model, (64, 64), in_channels=3)
+    gc.disable()
+    try:
+        cap = capture_activations(loaded.model, x, table=table)
+        assert any(a.chain for a in cap.activations)  # (there are chains to break)
+        refs = [weakref.ref(a) for a in cap.activations]
+        del cap
+        assert sum(r() is not None for r in refs) == 0
+    finally:
+        gc.enable()

@@ -272,6 +272,24 @@ def test_max_pool_of_float32_maps_with_nan_equals_torch():
     np.testing.assert_array_equal(winners, ref_idx[0].numpy())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("size", "stride", "padding"), [(3, 2, 1), (2, 2, 1), (3, 3, 1)])
+def test_windows_of_minus_infinity_win_at_their_first_real_cell_as_in_torch(dtype, size, stride, padding):
+    """Padding is −∞ too, so a window whose real cells are all −∞ must not be won by a padding tap
+    (torch keeps the window's first real cell); the gradient then goes to a real cell."""
+    x = np.full((2, 5, 6), -np.inf, dtype=dtype)
+    x[0, 4, 5] = 1.0
+    x[1, 2, 3] = -np.inf
+    ours, winners = ops.pool2d(x, size, stride, "max", padding, return_indices=True)
+    ref, ref_idx = F.max_pool2d(torch.from_numpy(x)[None], size, stride, padding, return_indices=True)
+    np.testing.assert_array_equal(ours, ref[0].numpy())
+    np.testing.assert_array_equal(winners, ref_idx[0].numpy())
+    grad = np.arange(1.0, ours.size + 1).reshape(ours.shape)
+    xt = torch.from_numpy(x.astype(np.float64))[None].requires_grad_(True)
+    F.max_pool2d(xt, size, stride, padding).backward(torch.from_numpy(grad)[None])
+    np.testing.assert_allclose(ops.pool2d_backward(x, grad, size, stride, "max", padding), xt.grad[0].numpy())
+
+
 def test_max_pool_one_by_one_gives_a_copy_not_a_view():
     x = np.arange(12.0).reshape(3, 4)
     out, winners = ops.pool2d(x, 1, return_indices=True)

@@ -164,6 +164,26 @@ def test_a_request_made_from_a_result_callback_runs(qtbot, runner):
     assert log.got == [("result", "first"), ("result", "again")]
 
 
+def test_a_request_from_a_result_callback_starts_before_the_callback_returns(qtbot, runner):
+    """A live frame's job starts while the frame before is painted, not after."""
+    log = Log()
+    started_while_painting: list[bool] = []
+
+    def on_result(value: str) -> None:
+        log.got.append(("result", value))
+        if value == "first":
+            runner.request("b", quick, "second", log, on_result=on_result)
+            assert "second" in log.started or runner.busy  # started (or starting) at once, not queued
+            qtbot.waitUntil(lambda: "second" in log.started, timeout=5000)  # ("painting" meanwhile)
+            started_while_painting.append(True)
+
+    runner.request("a", quick, "first", log, on_result=on_result)
+    qtbot.waitUntil(lambda: len(log.got) == 2, timeout=10_000)
+    idle(qtbot, runner)
+    assert started_while_painting == [True]
+    assert log.got == [("result", "first"), ("result", "second")]
+
+
 def test_a_failure_reaches_on_failed_of_the_latest_request(qtbot, runner):
     log = Log()
     busy = watch_busy(runner)

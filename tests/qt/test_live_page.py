@@ -127,7 +127,7 @@ def test_stepping_layers_and_picking_channels_act_on_the_next_frames(lenet, qtbo
     assert "live" not in lenet.layer_header.text()
 
 
-def test_pause_freezes_the_frame_into_a_still_the_explorer_explores(lenet, qtbot, long_video):
+def test_pause_freezes_the_frame_into_a_still_the_explorer_explores(lenet, qtbot, long_video, cat):
     results = painted(lenet)
     lenet.start_live(long_video)
     wait_frames(qtbot, results, 3)
@@ -149,6 +149,10 @@ def test_pause_freezes_the_frame_into_a_still_the_explorer_explores(lenet, qtbot
     idle(qtbot, lenet)
     assert lenet.view is not None and lenet.view.name == lenet.layer_names()[0]
     assert "Paused at long.avi, frame" in lenet.live_bar.message
+    assert lenet.current_frame() is lenet.image and lenet.live_bar.snapshot_button.isEnabled()
+    lenet.set_image(cat)  # another picture: the frozen frame is gone, Snapshot and the lab have none
+    idle(qtbot, lenet)
+    assert lenet.current_frame() is None and not lenet.live_bar.snapshot_button.isEnabled()
 
 
 def test_a_missing_camera_or_a_bad_file_is_one_message_and_the_still_stays(lenet, qtbot, cat, tmp_path):
@@ -184,15 +188,18 @@ def test_snapshot_writes_the_frame_as_a_png(lenet, qtbot, long_video, tmp_path):
 
 def test_stop_another_model_and_leaving_the_page_stop_every_job(lenet, qtbot, long_video):
     results = painted(lenet)
+    combo = lenet.cam_class_combo  # Grad-CAM's class: each frame's top-1 while live
+    combo.setCurrentIndex(2)
+    chosen = combo.currentData()
     lenet.start_live(long_video)
     wait_frames(qtbot, results, 1)
-    combo = lenet.cam_class_combo  # Grad-CAM's class: each frame's top-1 while live
     assert combo.currentText() == f"the live top-1: {results[-1].top[0].name}" and not combo.isEnabled()
     stop(qtbot, lenet)
     assert not lenet.live_on and not lenet.live_bar.pause_button.isEnabled()
     assert combo.isEnabled() and [combo.itemData(i) for i in range(combo.count())] == [
         p.index for p in lenet.exploration.predictions
     ]
+    assert combo.currentData() == chosen  # the class chosen before live, as the heatmap still has it
     count = len(results)
     qtbot.wait(200)
     assert len(results) == count, "a frame was painted after Stop"

@@ -37,10 +37,16 @@ def test_a_planned_run_keeps_its_axes_until_a_value_leaves_them(qtbot):
     assert plots.loss_plot.viewRange()[0][1] >= 5.0
 
 
-def test_without_a_plan_the_axes_follow_the_data(qtbot):
+def test_a_past_run_opened_after_a_planned_one_gets_axes_of_its_own(qtbot):
+    """The Fine-tune page's history resets the curves, then loads a past run's logs (runs.py): after a
+    30-epoch run, a 2-epoch run is not squeezed into 0..30 nor under the last run's loss axis."""
     plots = _plots(qtbot)
-    plots.plan(3)
-    plots.reset()  # (a finished run shown from its logs is not planned)
-    steps = [(e, s, 5 * (e - 1) + s, 1.0, 0.1) for e in (1, 2) for s in range(1, 6)]
+    plots.plan(30)
+    for step in range(1, 11):
+        plots.add_step(1, step, 10, 9.0, 0.5)
+    plots.redraw()
+    plots.reset()
+    steps = [(e, s, 5 * (e - 1) + s, 1.0 + 0.01 * s, 0.1) for e in (1, 2) for s in range(1, 6)]
     plots.load(steps, [])
-    qtbot.waitUntil(lambda: plots.loss_plot.viewRange()[0][1] < 2.5)  # two epochs' worth, not three
+    qtbot.waitUntil(lambda: plots.loss_plot.viewRange()[0][1] < 2.5)  # two epochs' worth, not thirty
+    qtbot.waitUntil(lambda: plots.loss_plot.viewRange()[1][1] < 2)  # its own loss axis, not up to 9

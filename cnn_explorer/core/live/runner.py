@@ -47,11 +47,12 @@ def capture_loop(
     paced = pace and not source.is_camera
     rate = source.fps or FALLBACK_FPS
     in_step = not pace and not source.is_camera  # (a camera never waits: its driver would queue frames)
+    asks = in_step and not slot.ask_on_take  # the consumer calls slot.ask() itself, after its pass
     start, first = 0.0, 0
     try:
         while not slot.closed:
             checkpoint(control)
-            if in_step and captured:
+            if asks and captured:
                 while not slot.wait_asked(captured, _POLL_S):
                     if slot.closed:
                         return captured

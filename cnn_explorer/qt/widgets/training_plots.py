@@ -145,6 +145,8 @@ class TrainingPlots(QWidget):
         self._x_extent: float | None = None
         for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
             plot.enableAutoRange(axis="x", enable=True)
+        for plot in (self.loss_plot, self.lr_plot):  # (the accuracy axis is always 0–100 %)
+            plot.enableAutoRange(axis="y", enable=True)
         self._clear()
 
     def _clear(self) -> None:

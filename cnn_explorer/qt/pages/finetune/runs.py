@@ -41,6 +41,7 @@ class RunsBinding:
         self._run_path = rec.path
         self.results.set_run(rec.path)
         self.results.predictions = view.predictions
+        self.plots.reset()  # (a finished run: its axes follow its data, not the last run's plan)
         self.plots.load(view.steps, rec.epochs, rec.summary.best_epoch)
         if view.confusion is not None:
             matrix, names = view.confusion

@@ -80,6 +80,7 @@ class LiveInput(LiveDrawing):
         bar.snapshot_clicked.connect(lambda: self.snapshot())
         bar.lab_clicked.connect(self.send_frame_to_lab)
         self.session.events.source.connect(self._on_live_source)
+        self.session.events.image.connect(self._on_live_image)
         self.session.events.compare.connect(self._on_live_compare)
         return bar
 
@@ -280,7 +281,15 @@ class LiveInput(LiveDrawing):
         run = self._live
         if run is not None and run.last is not None:
             return frame_image(run.last.frame.pixels, run.source.label, run.last.frame.index)
-        return self._live_frame
+        frozen = self._live_frame
+        return frozen if frozen is not None and self.session.image is frozen else None
+
+    def _on_live_image(self, *_args: object) -> None:
+        """Another picture (opened, drawn, dropped): a frame frozen before is no longer on screen."""
+        if self._live_frame is not None and self.session.image is not self._live_frame:
+            self._live_frame = None
+            if self._live is None and self._live_opening is None:
+                self.live_bar.set_state(running=False, has_frame=False)
 
     def snapshot(self, path: str | Path | None = None) -> Path | None:
         """Save the frame on screen as a PNG (to ``path``, or to the pictures folder); returns the path.

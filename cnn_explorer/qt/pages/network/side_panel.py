@@ -42,6 +42,9 @@ def predictions_box(title: str) -> tuple[QGroupBox, PredictionBars, QLabel]:
     return box, bars, note
 
 
+LIVE_CLASS = "the live top-1:"  # the class list while live
+
+
 class SidePanel(QScrollArea):
     cam_changed = Signal()  # the check box, the class or the layer mode changed
     tab_changed = Signal()
@@ -61,6 +64,7 @@ class SidePanel(QScrollArea):
             "Colour the picture by how much each region raised the chosen class's score"
         )
         self.cam_class_combo = QComboBox()
+        self._class_before_live: int | None = None  # the class chosen when live took the list over
         self.cam_class_combo.setToolTip("The class whose evidence is shown (one of the top 5)")
         self.cam_layer_combo = QComboBox()
         self.cam_layer_combo.addItem("Last spatial layer", "last")
@@ -127,6 +131,8 @@ class SidePanel(QScrollArea):
         combo = self.cam_class_combo
         combo.blockSignals(True)
         previous = combo.currentData()
+        if previous is None:  # (live showed its own top-1 here: the class chosen before it)
+            previous, self._class_before_live = self._class_before_live, None
         combo.clear()
         for p in predictions:
             combo.addItem(f"{p.name} — {percent_text(p.probability)}", p.index)
@@ -139,9 +145,12 @@ class SidePanel(QScrollArea):
     def show_live_class(self, name: str) -> None:
         """While live: Grad-CAM explains each frame's top-1, so the class list names it (and is off)."""
         combo = self.cam_class_combo
-        label = f"the live top-1: {name}"
-        if combo.count() == 1 and combo.itemText(0) == label and not combo.isEnabled():
+        label = f"{LIVE_CLASS} {name}"
+        live_shown = combo.count() == 1 and combo.itemText(0).startswith(LIVE_CLASS)
+        if live_shown and combo.itemText(0) == label and not combo.isEnabled():
             return
+        if not live_shown:
+            self._class_before_live = combo.currentData()  # chosen again when the still comes back
         combo.blockSignals(True)
         combo.clear()
         combo.addItem(label, None)
