@@ -24,24 +24,14 @@ ZERO = [(0.5, 0.15), (0.3, 0.3), (0.28, 0.6), (0.5, 0.85), (0.7, 0.6), (0.72, 0.
 FOUR = [(0.6, 0.85), (0.6, 0.15), (0.25, 0.6), (0.75, 0.6)]
 
 
-@pytest.fixture(scope="module")
-def cat():
-    return open_image(ASSETS / "chelsea.png")
-
-
 def idle(qtbot, page: NetworkPage) -> None:
     qtbot.waitUntil(lambda: not page.is_busy(), timeout=IDLE_MS)
 
 
 @pytest.fixture
-def lenet(open_page, qtbot, cat):
-    page = open_page(NetworkPage(), IDLE_MS)
-    page.model_combo.setCurrentIndex(page.model_combo.findData("zoo:lenet5"))
-    page.set_image(cat)
-    idle(qtbot, page)
-    assert page.loaded.info.name == "lenet5"
-    qtbot.waitUntil(page.digit_pad.isVisible)
-    return page
+def lenet(lenet_page, qtbot):
+    qtbot.waitUntil(lenet_page.digit_pad.isVisible)
+    return lenet_page
 
 
 def stroke(qtbot, canvas: DigitCanvas, points: list[tuple[float, float]]) -> None:

@@ -15,7 +15,6 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QWidget
 
 from cnn_explorer.core.explorer.session import Side
-from cnn_explorer.core.images import open_image
 from cnn_explorer.core.live import write_demo_video
 from cnn_explorer.qt import workers
 from cnn_explorer.qt.pages.network import NetworkPage
@@ -23,12 +22,6 @@ from cnn_explorer.qt.pages.network import NetworkPage
 pytest.importorskip("cv2")  # the live extra (opencv-python-headless)
 
 IDLE_MS = 60_000
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
-
-
-@pytest.fixture(scope="module")
-def cat():
-    return open_image(ASSETS / "chelsea.png")
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +41,8 @@ def idle(qtbot, page: NetworkPage) -> None:
 
 
 @pytest.fixture
-def lenet(open_page, qtbot, cat):
-    page = open_page(NetworkPage(), IDLE_MS)
-    page.model_combo.setCurrentIndex(page.model_combo.findData("zoo:lenet5"))
-    page.set_image(cat)
-    idle(qtbot, page)
-    assert page.loaded.info.name == "lenet5" and page.view is not None
-    return page
+def lenet(lenet_page):
+    return lenet_page
 
 
 def painted(page: NetworkPage) -> list:
