@@ -6,7 +6,8 @@ The lab recomputes convolution -> ReLU -> max pooling (cnn_explorer.core.lab.run
 changes, and with the backward view on also the gradients (lab_backward). This script times both on a
 512×512 RGB image with 1 filter and with 8, next to torch.nn.functional (forward) and torch autograd
 (backward) on the same data. Forwards are timed first, then backwards; within each phase the lab and
-torch run interleaved, one call of each per round, so a noisy machine slows them alike. It prints the
+torch run interleaved, one call of each per round (who goes first swaps every round), so a noisy machine
+slows them alike. It prints the
 median time of each, the median of the per-round ratios lab / torch, and the 60 Hz frame budget
 (16.7 ms) the forward recompute aims to stay inside.
 
@@ -147,12 +148,22 @@ def main() -> None:
                 if kind != phase:
                     continue
                 key = (case.filters, kind)
+                # Who goes first swaps every round: the first call of a pair meets the caches the case
+                # before it left (8 filters' maps before 1 filter's), the second its pair's warm input.
+                lab_first = round_ % 2 == 0
                 if kind == "fwd":
-                    lab_ms, torch_ms = _ms(case.lab_forward), _ms(case.torch_forward)
+                    if lab_first:
+                        lab_ms, torch_ms = _ms(case.lab_forward), _ms(case.torch_forward)
+                    else:
+                        torch_ms, lab_ms = _ms(case.torch_forward), _ms(case.lab_forward)
                 else:
-                    lab_ms = _ms(case.lab_backward)
                     out, *_ = case.torch_graph()
-                    torch_ms = _ms(lambda out=out, case=case: out.backward(case.gt))
+                    if lab_first:
+                        lab_ms = _ms(case.lab_backward)
+                        torch_ms = _ms(lambda out=out, case=case: out.backward(case.gt))
+                    else:
+                        torch_ms = _ms(lambda out=out, case=case: out.backward(case.gt))
+                        lab_ms = _ms(case.lab_backward)
                 if round_:
                     lab_times[key].append(lab_ms)
                     torch_times[key].append(torch_ms)
@@ -164,7 +175,7 @@ def main() -> None:
     )
     print(
         f"torch threads: {torch.get_num_threads()}, {args.rounds} interleaved rounds "
-        "(median times; ratio = median of the per-round lab / torch)"
+        "(median times; ratio = median of the per-round lab / torch; who goes first swaps every round)"
     )
     print(f"  {'':46} {'lab ms':>8} {'torch ms':>9} {'ratio':>7}")
     for case, kind in names:
