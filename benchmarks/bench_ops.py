@@ -7,9 +7,8 @@ changes, and with the backward view on also the gradients (lab_backward). This s
 512×512 RGB image with 1 filter and with 8, next to torch.nn.functional (forward) and torch autograd
 (backward) on the same data. Forwards are timed first, then backwards; within each phase the lab and
 torch run interleaved, one call of each per round (who goes first swaps every round), so a noisy machine
-slows them alike. It prints the
-median time of each, the median of the per-round ratios lab / torch, and the 60 Hz frame budget
-(16.7 ms) the forward recompute aims to stay inside.
+slows them alike. It prints the median time of each, the median of the per-round ratios lab / torch, and
+the 60 Hz frame budget (16.7 ms) the forward recompute aims to stay inside.
 
 The baseline computes what the lab hands the page, materialized the same way: the convolution's maps, the
 ReLU'd maps as a separate array (not in place: the page shows both), the pooled maps and, because the lab
