@@ -17,9 +17,9 @@ from torch import Tensor, nn
 
 from cnn_explorer.core.control import Control, checkpoint
 from cnn_explorer.core.features import apply_colormap
-from cnn_explorer.core.layers import LayerTable, eval_mode, step_modules
+from cnn_explorer.core.layers import LayerRow, LayerTable, eval_mode, step_modules
 
-__all__ = ["CamResult", "default_cam_layer", "grad_cam", "overlay"]
+__all__ = ["CamResult", "default_cam_layer", "grad_cam", "has_spatial_map", "overlay"]
 
 
 @dataclass
@@ -62,10 +62,15 @@ def _submodule(model: nn.Module, name: str) -> nn.Module | None:
         return None
 
 
+def has_spatial_map(row: LayerRow) -> bool:
+    """Whether the step's output is a spatial map larger than 1×1 (a place Grad-CAM can look at)."""
+    return row.spatial and row.out_shape[1] * row.out_shape[2] > 1
+
+
 def default_cam_layer(table: LayerTable) -> str:
     """The last step whose output is still a spatial map larger than 1×1 (the usual Grad-CAM choice)."""
     for row in reversed(table.rows):
-        if row.spatial and row.out_shape[1] * row.out_shape[2] > 1:
+        if has_spatial_map(row):
             return row.name
     raise ValueError("this model has no layer with a spatial map")
 

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from cnn_explorer.core import zoo
-from cnn_explorer.core.cam import default_cam_layer, grad_cam
+from cnn_explorer.core.cam import default_cam_layer, grad_cam, has_spatial_map
 from cnn_explorer.core.control import Control, checkpoint
 from cnn_explorer.core.explorer.tasks import model_in_use
 from cnn_explorer.core.features import (
@@ -286,7 +286,7 @@ class LivePipeline:
         cam_layer = None
         if gradcam:
             current = self._rows[layer]
-            cam_layer = layer if cam_at == "current" and _has_map(current) else self.last_spatial
+            cam_layer = layer if cam_at == "current" and has_spatial_map(current) else self.last_spatial
         base, _, call = layer.partition("#")
         hook = _OutputHook(int(call) if call else 1)
         logits_hook = _LogitsHook()
@@ -320,7 +320,7 @@ class LivePipeline:
             normalize=options.normalize,
             cmap=options.cmap,
             columns=options.columns,
-            stats=None if fresh or kept is None else kept[3],
+            stats=None if fresh else kept[3],
             control=control,
         )
         if fresh:
@@ -346,7 +346,7 @@ class LivePipeline:
             preprocess=loaded.preprocess,
             cam_layer=cam_layer,
             cam_class=cam.class_index if cam is not None else None,
-            stats_frame=kept[2] if kept is not None else frame.index,
+            stats_frame=kept[2],
         )
 
 
@@ -359,10 +359,6 @@ def _seen(x: Tensor, preprocess: zoo.Preprocess) -> np.ndarray:
     t = (x * std + mean).mul_(255).round_().clamp_(0, 255).to(torch.uint8)
     arr = t.permute(1, 2, 0).numpy()
     return np.ascontiguousarray(arr[:, :, 0] if preprocess.grayscale else arr)
-
-
-def _has_map(row: LayerRow) -> bool:
-    return row.spatial and row.out_shape[1] * row.out_shape[2] > 1
 
 
 def _one_step_capture(row: LayerRow, values: np.ndarray, logits: np.ndarray, x: Tensor) -> Capture:

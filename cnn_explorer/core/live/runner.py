@@ -185,10 +185,6 @@ class LiveStats:
         return (len(self._ends) - 1) / span if span > 0 else 0.0
 
     @property
-    def latencies_ms(self) -> list[float]:
-        return list(self._latencies)
-
-    @property
     def latency_ms(self) -> float:
         """Median end-to-end latency (ms)."""
         return statistics.median(self._latencies) if self._latencies else 0.0
@@ -196,10 +192,6 @@ class LiveStats:
     @property
     def latency_p95_ms(self) -> float:
         return _percentile(list(self._latencies), 95)
-
-    @property
-    def latency_max_ms(self) -> float:
-        return max(self._latencies, default=0.0)
 
     @property
     def pass_ms(self) -> float:

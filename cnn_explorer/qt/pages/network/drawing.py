@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 
 from cnn_explorer.core import zoo
-from cnn_explorer.core.cam import CamResult, default_cam_layer
+from cnn_explorer.core.cam import CamResult, default_cam_layer, has_spatial_map
 from cnn_explorer.core.explorer import text
 from cnn_explorer.core.explorer.session import Side
 from cnn_explorer.core.explorer.tasks import ModelSource
@@ -252,7 +252,7 @@ class Drawing:
             if layer is None or class_index is None:
                 continue
             row = state.exploration.table.row(layer)
-            if not (row.spatial and row.out_shape[1] * row.out_shape[2] > 1):
+            if not has_spatial_map(row):
                 self._cams[side] = None
                 if side is Side.A:
                     self.cam_info.setText(text.cam_no_map_text(layer, row))

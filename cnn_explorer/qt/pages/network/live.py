@@ -94,10 +94,6 @@ class LiveInput(LiveDrawing):
     def live_result(self) -> LiveResult | None:
         return self._live.last if self._live is not None else None
 
-    @property
-    def live_stats(self) -> LiveStats | None:
-        return self._live.stats if self._live is not None else None
-
     def _live_busy(self) -> bool:
         """Opening a source, saving a snapshot, or stopping: work that ends by itself (running live does
         not count, or waiting for the page to be idle would wait for the camera to end)."""
