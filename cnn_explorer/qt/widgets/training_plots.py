@@ -227,10 +227,10 @@ class TrainingPlots(QWidget):
         self.redraw()
 
     # -- drawing ----------------------------------------------------------------------------------------
-    def _settle_y(self, plot: pg.PlotItem, key: str, *series: Sequence[float]) -> None:
+    def _settle_y(self, plot: pg.PlotItem, key: str, *series: np.ndarray) -> None:
         """A y axis from 0 to a little above the largest value, changed only when a value goes over it or
         the largest falls under half of it (not at every redraw, as autorange would)."""
-        finite = [a[np.isfinite(a)] for a in (np.asarray(v, dtype=np.float64) for v in series)]
+        finite = [a[np.isfinite(a)] for a in series]
         top = max((float(a.max()) for a in finite if a.size), default=None)
         if top is None or top <= 0:
             plot.enableAutoRange(axis="y", enable=True)
@@ -257,9 +257,11 @@ class TrainingPlots(QWidget):
         self._dirty = False
         self.redraws += 1
         x = np.asarray(self._step_x, dtype=np.float64)
-        self.loss_raw.setData(x, np.asarray(self._step_loss, dtype=np.float64))
+        loss = np.asarray(self._step_loss, dtype=np.float64)
+        lr = np.asarray(self._step_lr, dtype=np.float64)
+        self.loss_raw.setData(x, loss)
         self.loss_smooth.setData(x, np.asarray(self._step_smooth, dtype=np.float64))
-        self.lr_curve.setData(x, np.asarray(self._step_lr, dtype=np.float64))
+        self.lr_curve.setData(x, lr)
         ep = np.array(sorted(self._epochs), dtype=np.float64)
         rows = np.array([self._epochs[int(e)] for e in ep], dtype=np.float64).reshape(-1, 4)
         self.val_loss.setData(ep, rows[:, 1])
@@ -268,8 +270,8 @@ class TrainingPlots(QWidget):
         if self._x_extent is not None:
             if len(x) and x[-1] > self._x_extent:  # (more epochs than planned: a resumed run)
                 self.plan(math.ceil(x[-1]))
-            self._settle_y(self.loss_plot, "loss", self._step_loss, rows[:, 1])
-            self._settle_y(self.lr_plot, "lr", self._step_lr)
+            self._settle_y(self.loss_plot, "loss", loss, rows[:, 1])
+            self._settle_y(self.lr_plot, "lr", lr)
         if self._best_epoch:
             self.best_line.setValue(self._best_epoch)
             self.best_line.show()
