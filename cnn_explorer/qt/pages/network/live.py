@@ -277,8 +277,7 @@ class LiveInput(LiveDrawing):
         run = self._live
         if run is not None and run.last is not None:
             return frame_image(run.last.frame.pixels, run.source.label, run.last.frame.index)
-        frozen = self._live_frame
-        return frozen if frozen is not None and self.session.image is frozen else None
+        return self._live_frame  # (cleared as soon as another picture is shown: _on_live_image)
 
     def _on_live_image(self, *_args: object) -> None:
         """Another picture (opened, drawn, dropped): a frame frozen before is no longer on screen."""
