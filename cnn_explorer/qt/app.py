@@ -52,7 +52,7 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 120.0, poll_ms:
 
 
 def freeze_startup_objects() -> int:
-    """Move every object alive now (torch, Qt, pyqtgraph, the window: about a million) out of the
+    """Move every object alive now (torch, Qt, pyqtgraph, the window: some 400,000) out of the
     garbage collector's sight. A full collection otherwise walks them all, holding the GIL, and every
     thread with it: 190 ms stalls of the window in the middle of its work (bench_gui_stall.py). They
     live as long as the window anyway. Returns how many objects were frozen."""

@@ -88,23 +88,24 @@ class _Thread(QThread):
 def _lower_thread_priority() -> None:
     """Renice this worker thread by THREAD_NICENESS (Linux schedules threads one by one): on a machine
     whose cores a training keeps busy, the window's thread then gets a core before the window's own
-    workers (bench_gui_stall.py). Elsewhere, or where it is not allowed, threads keep their priority."""
-    if sys.platform.startswith("linux") and hasattr(os, "setpriority"):
-        with contextlib.suppress(OSError):
-            tid = threading.get_native_id()
-            os.setpriority(
-                os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + THREAD_NICENESS)
-            )
+    workers (bench_gui_stall.py). Elsewhere threads keep their priority."""
+    if sys.platform.startswith("linux"):
+        _renice(threading.get_native_id(), THREAD_NICENESS)
 
 
 def _lower_priority(pid: int) -> None:
     """Renice a just-started child by PROCESS_NICENESS more than this thread. Done from here, at once:
     the child's own first act is importing torch, about a second of CPU, which at the window's priority
     stalled the window (bench_gui_stall.py). Threads the child starts later inherit its niceness."""
+    _renice(pid, PROCESS_NICENESS)
+
+
+def _renice(target: int, by: int) -> None:
+    """Give process or (Linux) thread ``target`` the calling thread's niceness plus ``by`` (at most 19);
+    where priorities cannot be set, or it is not allowed, nothing changes."""
     if hasattr(os, "setpriority"):
         with contextlib.suppress(OSError):
-            niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + PROCESS_NICENESS)
-            os.setpriority(os.PRIO_PROCESS, pid, niceness)
+            os.setpriority(os.PRIO_PROCESS, target, min(19, os.getpriority(os.PRIO_PROCESS, 0) + by))
 
 
 class _ProcessRelay(QThread):
