@@ -366,10 +366,17 @@ def _finetune(args: argparse.Namespace, dist: DistContext) -> int:
 
 def _say_error(exc: Exception, dist: DistContext) -> None:
     """An error that every process has (rank 0 found it) is said once, by rank 0; one that a single process
-    met is said by that process, with its rank."""
-    if dist.is_main or not getattr(exc, "shared_by_ranks", False):
+    met is said by that process, with its rank.
+
+    Every process stops on a shared error, so they wait for each other and end together: torchrun ends
+    the processes still running once one has ended with an error, and would report them as killed
+    (SIGTERM) instead of with their own exit code."""
+    shared = getattr(exc, "shared_by_ranks", False)
+    if dist.is_main or not shared:
         prefix = "" if dist.is_main else f"[process {dist.rank}] "
         print(f"error: {prefix}{exc}", file=sys.stderr)
+    if shared:
+        dist.barrier()
 
 
 def _drain(events) -> int:
