@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from cnn_explorer.core import zoo
 from cnn_explorer.core.explorer.layer_facts import layer_facts
 from cnn_explorer.core.layers import layer_table
 from cnn_explorer.qt.widgets.filter_view import FilterView, rgb_mosaic
-from cnn_explorer.qt.widgets.layer_details import LayerDetails
+from cnn_explorer.qt.widgets.layer_details import KEYS, LayerDetails
 from cnn_explorer.qt.widgets.layer_table_view import LayerTableView
 
 
@@ -67,6 +69,29 @@ def test_details_of_blocks_and_repeated_calls(resnet18, qtbot):
     text = details.plain_text()
     assert "Type: BasicBlock (block of 6 layers)" in text and "Parameters: 73,984 in its layers" in text
     assert "Multiply-adds: 18,874,368 (18.9\u00a0M), the sum over its layers" in text
+
+
+def test_details_rows_stay_in_place_from_layer_to_layer(resnet18, qtbot):
+    """Every name the table can show fits its first column, and the rows sit at the top in their own
+    heights: stepping to a layer with other rows moves neither the values' column nor the first rows."""
+    model, table = resnet18
+    details = LayerDetails()
+    qtbot.addWidget(details)
+    details.resize(330, 420)
+    details.show()
+    qtbot.waitExposed(details)
+    kept = SimpleNamespace(nbytes=3 * 2**20, too_large=False)  # what the details read of a capture
+    value_x, tops = set(), set()
+    for i, row in enumerate(table):
+        details.set_layer(row, layer_facts(model, row), kept if i % 2 else None, children(table, row.name))
+        qtbot.wait(1)
+        for key, value in details._pairs[: len(details._rows)]:
+            assert key.text() in KEYS
+            assert key.width() >= key.sizeHint().width()  # not cut
+            assert value.height() <= value.heightForWidth(value.width()) + 1  # not stretched
+        value_x.add(details._pairs[0][1].x())
+        tops.add((details._pairs[0][0].y(), details._pairs[1][0].y()))
+    assert len(value_x) == 1 and len(tops) == 1
 
 
 # -- filters --------------------------------------------------------------------------------------------

@@ -279,10 +279,17 @@ def test_a_step_is_drawn_from_a_worker_and_a_step_back_at_once(lenet, qtbot):
     np.testing.assert_array_equal(page.grid.fmap, page.exploration.capture["c3"].data)
     assert page.stats_view.stats.count == 16 * 10 * 10 and page.channel_view.data.shape == (10, 10)
     step_to(qtbot, page, "s4")
-    # Back to a layer seen a moment ago: drawn within the call, no worker.
+    # Back to a layer seen a moment ago: drawn within the call, no worker; its statistics follow in the
+    # event loop's next turn, once the maps are painted.
     page.set_layer_by_name("c3")
-    assert not page.is_busy() and page.view.name == "c3" and page.grid.grid.cell == (10, 10)
-    assert page.stats_view.stats.count == 16 * 10 * 10 and page.channel_view.data.shape == (10, 10)
+    assert not any(sv.busy for sv in page.sides.values())
+    assert page.view.name == "c3" and page.grid.grid.cell == (10, 10)
+    assert page.channel_view.data.shape == (10, 10)
+    assert page.is_busy() and page.stats_view.stats.count != 16 * 10 * 10  # still s4's
+    idle(qtbot, page)
+    assert page.stats_view.stats.count == 16 * 10 * 10
+    # The kept view's parameter breakdown stays (the table's short form used to overwrite it).
+    assert "weight 16·6·5·5 = 2,400 + bias 16 = 2,416" in page.details.plain_text()
     assert shown == ["c3", "s4", "c3"]
 
 

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QSizePolicy, QStackedWi
 
 from cnn_explorer.core.features import Grid, LayerView, apply_colormap, grid_columns
 from cnn_explorer.core.ops import format_number
+from cnn_explorer.qt.widgets.plots import set_range_now
 
 SORT_CHOICES = (("Channel number", "index"), ("Mean activation", "mean"), ("Max activation", "max"))
 NORMALIZE_CHOICES = (("Each channel", "channel"), ("Whole layer", "layer"))
@@ -143,7 +144,7 @@ class FeatureGrid(QWidget):
         self.stack.setCurrentWidget(self.graphics)
         if old is None or old.image.shape != view.grid.image.shape:
             h, w = view.grid.image.shape
-            self.view.setRange(QRectF(0, 0, w, h), padding=0.01)
+            set_range_now(self.view, QRectF(0, 0, w, h), padding=0.01)
         self.set_selected(self.selected)
 
     def clear(self, message: str = "") -> None:

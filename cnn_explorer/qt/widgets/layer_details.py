@@ -56,6 +56,23 @@ def _rf_text(row: LayerRow) -> str:
     return f"{size} px of the input; neighbouring units {step} px apart"
 
 
+# Every name the table's first column can show: the column is as wide as the widest, so that stepping
+# to a layer with another set of rows does not move and repaint every label in the table.
+KEYS = (
+    "Type",
+    "At inference",
+    "Window",
+    "Shape",
+    "Output size",
+    "Output height",
+    "Output width",
+    "Parameters",
+    "Multiply-adds",
+    "Receptive field",
+    "Output in memory",
+)
+
+
 class LayerDetails(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -66,6 +83,10 @@ class LayerDetails(QWidget):
         self._grid.setHorizontalSpacing(8)
         self._grid.setVerticalSpacing(2)
         self._grid.setColumnStretch(1, 1)
+        # The rows at the top, in their own heights: the room the table keeps (see the docstring) stays
+        # empty below them instead of being shared out, which moved every row whenever their number changed.
+        self._grid.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self._grid.setColumnMinimumWidth(0, max(self.fontMetrics().horizontalAdvance(k) for k in KEYS) + 2)
         self.message_label = QLabel()
         self.message_label.setWordWrap(True)
         self.message_label.setStyleSheet("color: #777; font-style: italic;")

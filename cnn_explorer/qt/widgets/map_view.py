@@ -44,6 +44,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget
 
 from cnn_explorer.core.ops import format_number
+from cnn_explorer.qt.widgets.plots import set_range_now
 
 Rect = tuple[int, int, int, int]  # row, col, height, width (cells)
 
@@ -198,7 +199,7 @@ class MapView(QWidget):
                 self.image.setLevels(self.levels)
         if rect != self._rect:  # the same extent again: no new range, no re-layout of the numbers
             self._rect = rect
-            self.view.setRange(rect, padding=0.02)
+            set_range_now(self.view, rect, padding=0.02)
         self._rebuild_numbers()
 
     def clear_map(self, message: str = "") -> None:

@@ -21,6 +21,17 @@ def static_plot(min_height: int = 200) -> tuple[pg.PlotWidget, pg.PlotItem]:
     return widget, plot
 
 
+def set_range_now(view: pg.ViewBox, *args: object, **kwargs: object) -> None:
+    """``view.setRange(...)`` with the view's transform applied at once.
+
+    pyqtgraph applies a new range to the items' transform only when the view is next painted (its
+    ``prepareForPaint``); moving the items from inside that paint marks them dirty again, so a view
+    whose range changed painted twice. Applying it here leaves nothing for the paint to move.
+    """
+    view.setRange(*args, **kwargs)
+    view.updateMatrix()
+
+
 def caption_label(text: str = "") -> QLabel:
     """The small, muted, word-wrapped rich text under a chart."""
     label = QLabel(text)

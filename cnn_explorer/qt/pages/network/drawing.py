@@ -101,7 +101,10 @@ class Drawing:
                 note = "(paired by relative depth)"
             self.sides[side].centre.show_header(r, note)
             self.sides[side].request_layer()
-        if row is not None:  # at once from the table; the parameters' breakdown follows with the view
+        shown = self.sides[Side.A].shown
+        if row is not None and (shown is None or shown.facts.name != row.name):
+            # At once from the table; the parameters' breakdown follows with the view. (A kept view
+            # was shown within request_layer and wrote the details with its breakdown already.)
             children = sum(1 for r in self.rows if r.parent == row.name)
             self.details.set_layer(row, None, self.session.activation(Side.A, row.name), children)
         self.weight_chart.mark(row.name if row is not None else None)
@@ -129,8 +132,7 @@ class Drawing:
             children = sum(1 for r in self.rows if r.parent == row.name)
             self.details.set_layer(row, prepared.facts, self.session.activation(side, row.name), children)
             if view is not None:
-                if self.stats_view.stats is not view.stats:
-                    self.stats_view.set_stats(view.stats)
+                self._statistics_timer.start()  # (the maps are painted first; it says view_ready)
                 before = self.session.cursor.channel
                 if self.session.cursor.channel is None and self._telling_wanted:
                     self._telling_wanted = False
@@ -140,11 +142,19 @@ class Drawing:
                     self.session.select_channel(int(view.grid.order[0]), self.session.cursor.unit)
                 drawn = self.session.cursor.channel != before  # its channel event drew the channels
             else:
+                self._statistics_timer.stop()
                 self.stats_view.clear("Not captured (too large to keep)." if prepared.view is None else "")
         if not drawn:
             self._draw_channels()
-        if side is Side.A and view is not None:
-            self.view_ready.emit(view.name)
+
+    def _draw_statistics(self) -> None:
+        """The shown layer's statistics, after its maps; then its view is all on screen."""
+        view = self.view
+        if view is None:
+            return
+        if self.stats_view.stats is not view.stats:
+            self.stats_view.set_stats(view.stats)
+        self.view_ready.emit(view.name)
 
     def _draw_channels(self) -> None:
         diff: list[np.ndarray | None] = [None, None]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QKeyEvent, QShowEvent
 from PySide6.QtWidgets import QFileDialog, QLabel, QSplitter, QVBoxLayout, QWidget
 
@@ -54,6 +54,13 @@ class NetworkPage(ModelBinding, LiveInput, Drawing, DigitInput, ExplorerCode, Pa
         self._shut_down = False
         self._cams: dict[Side, CamResult | None] = {}  # each side's Grad-CAM on screen (None: failed / none)
         self._telling_wanted = False  # a screenshot asked for a telling channel once the view is in
+        # The layer's statistics follow its maps in a turn of the event loop of their own (a timer, not a
+        # queued call: the loop paints the maps and serves its timers, the user's keys included, first),
+        # so one step does not hold the window for the maps and the histogram together.
+        self._statistics_timer = QTimer(self)
+        self._statistics_timer.setSingleShot(True)
+        self._statistics_timer.setInterval(0)
+        self._statistics_timer.timeout.connect(self._draw_statistics)
         self._build()
         s = self.sides
         for side_view in s.values():
@@ -200,10 +207,16 @@ class NetworkPage(ModelBinding, LiveInput, Drawing, DigitInput, ExplorerCode, Pa
 
     # -- page API ---------------------------------------------------------------------------------
     def is_busy(self) -> bool:
-        return any(sv.busy for sv in self.sides.values()) or self.weights_runner.busy or self._live_busy()
+        return (
+            any(sv.busy for sv in self.sides.values())
+            or self.weights_runner.busy
+            or self._statistics_timer.isActive()
+            or self._live_busy()
+        )
 
     def shutdown(self) -> None:
         self._shut_down = True
+        self._statistics_timer.stop()
         self._shutdown_live()
         for sv in self.sides.values():
             sv.shutdown()
