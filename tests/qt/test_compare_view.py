@@ -91,6 +91,29 @@ def test_one_cursor_steps_both_sides_and_picks_the_same_channel(compared, qtbot)
     assert "exactly what A computes" in page.compare_panel.difference.caption_label.text()
 
 
+def test_a_step_draws_each_side_once_and_the_difference_once_both_are_in(compared, qtbot, monkeypatch):
+    """While one side's view is still on its way the difference keeps what it shows (it used to flash
+    "pick a channel"), and a side's arrival redraws only its own maps."""
+    page = compared
+    page.set_layer_by_name("_blocks.3._swish")
+    idle(qtbot, page)
+    calls: list[str] = []
+    diff = page.compare_panel.difference
+    monkeypatch.setattr(diff, "clear_map", lambda message="": calls.append(f"clear: {message}"))
+    monkeypatch.setattr(diff, "set_map", lambda data, **kw: calls.append(f"map {data.shape}"))
+    for side, centre in (("A", page.centre_a), ("B", page.centre_b)):
+        original = centre.show_channel
+
+        def counted(*args, side=side, original=original, **kwargs):
+            calls.append(f"channel {side}")
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(centre, "show_channel", counted)
+    page.set_layer_by_name("_blocks.3._bn1")  # prepared in a worker on each side
+    idle(qtbot, page)
+    assert sorted(calls) == ["channel A", "channel B", "map (28, 28)"]
+
+
 def test_switching_one_side_keeps_the_layer_and_channel(compared, qtbot):
     page, s = compared, compared.session
     page.set_layer_by_name("_blocks.5")

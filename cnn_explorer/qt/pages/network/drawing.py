@@ -145,7 +145,7 @@ class Drawing:
                 self._statistics_timer.stop()
                 self.stats_view.clear("Not captured (too large to keep)." if prepared.view is None else "")
         if not drawn:
-            self._draw_channels()
+            self._draw_channels((side,))  # (the other side's maps are as they were)
 
     def _draw_statistics(self) -> None:
         """The shown layer's statistics, after its maps; then its view is all on screen."""
@@ -156,21 +156,31 @@ class Drawing:
             self.stats_view.set_stats(view.stats)
         self.view_ready.emit(view.name)
 
-    def _draw_channels(self) -> None:
+    def _draw_channels(self, sides: tuple[Side, ...] | None = None) -> None:
+        """The chosen channel and the picture with its field on ``sides`` (every active side by default),
+        the filters, and in compare mode B − A once both sides show the layer."""
         diff: list[np.ndarray | None] = [None, None]
         for side in self.session.active_sides():
             sv = self.sides[side]
             prepared, row = sv.shown, self.session.current_row(side)
             channel = self.session.channel_for(side)
+            drawing = sides is None or side in sides
             if prepared is not None and prepared.view is not None and row is not None and channel is not None:
-                unit = sv.centre.show_channel(prepared.view, channel, self.session.cursor.unit, row.type)
-                if side is Side.A and unit != self.session.cursor.unit:
-                    self.session.cursor = dataclasses.replace(self.session.cursor, unit=unit)
+                if drawing:
+                    unit = sv.centre.show_channel(prepared.view, channel, self.session.cursor.unit, row.type)
+                    if side is Side.A and unit != self.session.cursor.unit:
+                        self.session.cursor = dataclasses.replace(self.session.cursor, unit=unit)
                 if prepared.view.spatial:
                     diff[side] = prepared.view.channel_map(channel)
-            self._draw_input(side)
-        self._draw_filters()
+            if drawing:
+                self._draw_input(side)
+        if sides is None or Side.A in sides:
+            self._draw_filters()
         if self.session.comparing:
+            if any(
+                self.sides[s].shown is None and self.sides[s].views.busy for s in self.session.active_sides()
+            ):
+                return  # a side's view is on its way: its arrival draws the difference (no "pick a channel")
             c = self.session.cursor.channel
             self.compare_panel.show_difference(
                 diff[0],

@@ -106,10 +106,10 @@ class LiveDrawing:
         self.details.set_layer(row, prepared.facts, self.session.activation(side, row.name), children)
         self._draw_filters()
 
-    def _draw_channels(self) -> None:
+    def _draw_channels(self, sides: tuple[Side, ...] | None = None) -> None:
         run = self._live
         if run is None:
-            super()._draw_channels()
+            super()._draw_channels(sides)
             return
         self._sync_live_channel(run)
         if run.last is not None and run.last.layer == run.pipeline.layer:
