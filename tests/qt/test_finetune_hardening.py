@@ -102,6 +102,17 @@ def kill_after_first_checkpoint(data: Path, out: Path) -> None:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_run_folder_without_a_record_is_not_compared(qtbot, tmp_path):
+    """A run that ended before writing its settings is not listed; asking to tick it (as the page does
+    after every run) says so instead of raising in the slot."""
+    runs = tmp_path / "runs"
+    (runs / "ended-early").mkdir(parents=True)
+    history = RunHistoryView()
+    qtbot.addWidget(history)
+    history.set_runs(list_runs(runs))
+    assert history.records == [] and not history.set_compared(str(runs / "ended-early"), True)
+
+
 def test_history_shows_a_killed_run_as_interrupted_and_offers_to_resume_it(qtbot, animals, tmp_path):
     runs = tmp_path / "runs"
     kill_after_first_checkpoint(animals, runs / "killed")

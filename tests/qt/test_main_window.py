@@ -144,3 +144,15 @@ def test_open_image_keeps_gui_responsive_for_large_files(window, qtbot, tmp_path
         window.open_image(big)
         assert window.is_busy()  # returned at once; the decode runs in a worker
     assert window.current_image.pixels.shape == (2000, 3000, 3)
+
+
+def test_the_app_paints_on_its_own_thread_and_switches_the_gil_often(monkeypatch):
+    """Qt's painter would hand large fills to a pool of threads and wait for them, which on busy cores
+    stalls the window (bench_gui_stall.py); a worker's Python holds the window off for at most 0.25 ms."""
+    import os
+    import sys
+
+    monkeypatch.delenv("QT_NO_GUI_THREADPOOL", raising=False)
+    make_app()
+    assert os.environ["QT_NO_GUI_THREADPOOL"] == "1"
+    assert sys.getswitchinterval() == pytest.approx(0.00025)

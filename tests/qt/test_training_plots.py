@@ -50,3 +50,21 @@ def test_a_past_run_opened_after_a_planned_one_gets_axes_of_its_own(qtbot):
     plots.load(steps, [])
     qtbot.waitUntil(lambda: plots.loss_plot.viewRange()[0][1] < 2.5)  # two epochs' worth, not thirty
     qtbot.waitUntil(lambda: plots.loss_plot.viewRange()[1][1] < 2)  # its own loss axis, not up to 9
+
+
+def test_epoch_curves_follow_their_epochs_and_are_not_set_again_between_them(qtbot, monkeypatch):
+    plots = _plots(qtbot)
+    plots.plan(3)
+    sets: list[str] = []
+    original = plots.val_acc.setData
+    monkeypatch.setattr(plots.val_acc, "setData", lambda *a, **k: (sets.append("val_acc"), original(*a, **k)))
+    for epoch in (1, 2):
+        for step in range(1, 6):
+            plots.add_step(epoch, step, 5, 1.0, 0.01)
+            plots.redraw()
+        plots.add_epoch(epoch, 1.0, 1.2, 0.5, 0.25 * epoch)
+        plots.redraw()
+    assert sets == ["val_acc"] * 2  # once per finished epoch
+    assert list(plots.val_acc.xData) == [1, 2] and list(plots.val_acc.yData) == [25, 50]
+    plots.reset()
+    assert plots.val_acc.xData is None or len(plots.val_acc.xData) == 0

@@ -183,10 +183,15 @@ class RunHistoryView(QWidget):
                 out.append(rec)
         return out
 
-    def set_compared(self, path: str, on: bool) -> None:
+    def set_compared(self, path: str, on: bool) -> bool:
+        """Tick (or untick) a run's curves in the comparison; False when the run is not listed (a run
+        that ended before it wrote its settings has no record)."""
         keys = [_key(r.path) for r in self.records]
+        if _key(path) not in keys:
+            return False
         row = keys.index(_key(path))
         self.table.item(row, 0).setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+        return True
 
     # -- drawing --------------------------------------------------------------------------------------
     def redraw(self) -> None:

@@ -30,6 +30,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from cnn_explorer.core.runs import EpochMetrics
+from cnn_explorer.qt.widgets.plots import set_range_now
 
 REDRAW_HZ = 10
 SMOOTHING = 0.9  # weight of the past in the moving average of the step loss
@@ -138,7 +139,9 @@ class TrainingPlots(QWidget):
         self._x_extent = float(max(1, epochs))
         for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
             plot.enableAutoRange(axis="x", enable=False)
-        self.loss_plot.setXRange(0, self._x_extent, padding=0.02)
+        set_range_now(self.loss_plot.getViewBox(), xRange=(0, self._x_extent), padding=0.02)
+        for plot in (self.acc_plot, self.lr_plot):  # (linked: their ranges followed; apply them too)
+            plot.getViewBox().updateMatrix()
 
     def reset(self) -> None:
         """No data; the x axis follows the data again until the next :meth:`plan`."""
@@ -158,6 +161,7 @@ class TrainingPlots(QWidget):
         self._avg = 0.0
         self._n_finite = 0
         self._epochs: dict[int, tuple[float, float, float, float]] = {}  # epoch -> losses and accuracies
+        self._epochs_drawn: dict[int, tuple[float, float, float, float]] | None = None  # as last drawn
         self._best_epoch = 0
         self._dirty = True
         self.redraw()
@@ -240,7 +244,7 @@ class TrainingPlots(QWidget):
         if shown is None or top > shown or top < 0.5 * shown:
             shown = self._y_tops[key] = 1.15 * top
             plot.enableAutoRange(axis="y", enable=False)
-            plot.setYRange(0, shown, padding=0)
+            set_range_now(plot.getViewBox(), yRange=(0, shown), padding=0)
 
     def _changed(self) -> None:
         self._dirty = True
@@ -264,9 +268,11 @@ class TrainingPlots(QWidget):
         self.lr_curve.setData(x, lr)
         ep = np.array(sorted(self._epochs), dtype=np.float64)
         rows = np.array([self._epochs[int(e)] for e in ep], dtype=np.float64).reshape(-1, 4)
-        self.val_loss.setData(ep, rows[:, 1])
-        self.train_acc.setData(ep, rows[:, 2] * 100)
-        self.val_acc.setData(ep, rows[:, 3] * 100)
+        if self._epochs_drawn != self._epochs:  # (the symbols' curves cost most: only when an epoch ends)
+            self._epochs_drawn = dict(self._epochs)
+            self.val_loss.setData(ep, rows[:, 1])
+            self.train_acc.setData(ep, rows[:, 2] * 100)
+            self.val_acc.setData(ep, rows[:, 3] * 100)
         if self._x_extent is not None:
             if len(x) and x[-1] > self._x_extent:  # (more epochs than planned: a resumed run)
                 self.plan(math.ceil(x[-1]))
