@@ -147,12 +147,12 @@ def verdicts(results: dict[str, dict[str, tuple[float, float]]]) -> list[str]:
     for which, k in (("median over rounds", 0), ("fastest runs", 1)):
         cap = max(r["capture"][k] for r in results.values())
         ok = "meets" if cap <= TARGET_RATIO else "MISSES"
-        lines.append(f"capture / bare ({which}): worst {cap:.2f} — {ok} the ≤ {TARGET_RATIO:.2f} target")
+        lines.append(f"capture / bare ({which}): worst {cap:.3f} — {ok} the ≤ {TARGET_RATIO:.2f} target")
         for model, r in results.items():
             read, hooks = r["capture + read"][k], r["fp32 hooks"][k]
             ok = "meets" if read <= hooks else "MISSES"
             lines.append(
-                f"capture + read every step ({which}), {model}: {read:.2f} vs fp32 hooks {hooks:.2f} — "
+                f"capture + read every step ({which}), {model}: {read:.3f} vs fp32 hooks {hooks:.3f} — "
                 f"{ok} the ≤ fp32 hooks target"
             )
     return lines

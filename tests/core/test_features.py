@@ -168,6 +168,46 @@ def test_a_kept_output_changed_in_place_later_is_copied_during_the_pass():
     np.testing.assert_array_equal(again["pool"].data, first["pool"].data)
 
 
+def test_a_capture_leaves_every_module_as_it_found_it(resnet18):
+    """The capture wraps the steps' forward for the pass (cheaper than forward hooks): afterwards no
+    module keeps a forward of its own, one that had its own keeps it, hooks still run, and a pass that
+    fails restores them too."""
+    x = torch.randn(3, 64, 64)
+    table = layer_table(resnet18, 64)
+    own_calls = []
+    original = resnet18.layer1[0].conv1.forward
+
+    def own(*args):
+        own_calls.append(1)
+        return original(*args)
+
+    resnet18.layer1[0].conv1.forward = own
+    seen = []
+    handle = resnet18.layer2.register_forward_hook(lambda m, a, out: seen.append(out.shape))
+    try:
+        cap = capture_activations(resnet18, x, table=table)
+        assert own_calls == [1] and seen == [torch.Size([1, 128, 8, 8])]
+        assert resnet18.layer1[0].conv1.forward is own
+        others = [m for m in resnet18.modules() if m is not resnet18.layer1[0].conv1]
+        assert not any("forward" in m.__dict__ for m in others)
+
+        def broken(*args):
+            raise RuntimeError("a failing layer")
+
+        resnet18.layer3[0].conv2.forward = broken
+        with pytest.raises(RuntimeError, match="a failing layer"):
+            capture_activations(resnet18, x, table=table)
+        assert resnet18.layer3[0].conv2.forward is broken
+        assert not any("forward" in m.__dict__ for m in others if m is not resnet18.layer3[0].conv2)
+    finally:
+        handle.remove()
+        for m in (resnet18.layer1[0].conv1, resnet18.layer3[0].conv2):
+            m.__dict__.pop("forward", None)
+    again = capture_activations(resnet18, x, table=table)
+    np.testing.assert_array_equal(again["layer2.1"].data, cap["layer2.1"].data)
+    assert again.names() == cap.names() and not any("forward" in m.__dict__ for m in resnet18.modules())
+
+
 def test_a_table_for_another_input_size_is_ignored(resnet18):
     x = torch.randn(3, 64, 64)
     capture = capture_activations(resnet18, x, table=layer_table(resnet18, 96))
