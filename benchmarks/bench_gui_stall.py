@@ -3,13 +3,15 @@
 Runs real trainings from the page inside the main window (offscreen) and measures the GUI thread with a
 5 ms heartbeat QTimer: a stall is the gap between two ticks beyond the 5 ms interval. Reported per phase:
 start-up (model load, dataset preparation) and training (steps and validation), as median, p99 and
-maximum tick gap. An idle window is measured first as the baseline. Target: longest stall during training
-< 16 ms, one frame at 60 Hz.
+maximum tick gap. An idle window is measured first as the baseline. Target: longest stall while training
+< 16 ms, one frame at 60 Hz (the start-up's is printed beside it).
 
 Each stall is also attributed. The application's ``notify`` is timed (every event delivered at the top
 level: timers, queued slots such as the training's events, layout, paint), so for the longest gaps the
-benchmark prints the longest delivery inside the gap: when it fills the gap the window itself was busy
-(what with is named), otherwise the GUI thread was waiting for a core or for Python's GIL.
+benchmark prints the longest delivery inside the gap. On Linux each tick also reads the GUI thread's own
+scheduler clock (``/proc/thread-self/schedstat``): how long the thread ran during the gap and how long it
+was ready but waited for a core; the rest of a gap is the thread idle or blocked (the GIL, a lock), which
+includes up to one heartbeat interval before the work that made the gap began.
 
     python benchmarks/bench_gui_stall.py [--quick]
 """
@@ -53,6 +55,9 @@ class Heartbeat:
         self.gaps: dict[str, list[float]] = {}
         self.longest: list[tuple[float, float, float, str]] = []  # (gap ms, from, to, phase)
         self._last = None
+        # The GUI thread's scheduler clock at each tick (ns on a core, ns waiting for one), Linux only.
+        self.clock: dict[float, tuple[int, int]] = {}
+        self._schedstat = None
 
     @property
     def phase(self) -> str:
@@ -64,6 +69,12 @@ class Heartbeat:
 
     def _tick(self) -> None:
         now = time.perf_counter()
+        if self._schedstat is None and os.path.exists("/proc/thread-self/schedstat"):
+            self._schedstat = open("/proc/thread-self/schedstat")  # noqa: SIM115 (read at every tick)
+        if self._schedstat is not None:
+            self._schedstat.seek(0)
+            ran, waited, _ = self._schedstat.read().split()
+            self.clock[now] = (int(ran), int(waited))
         if self._last is not None:
             gap = (now - self._last) * 1000
             self.gaps.setdefault(self.phase, []).append(gap)
@@ -105,6 +116,10 @@ def attribute(beat: Heartbeat, app: TimedApplication, n: int = 8) -> list[str]:
         collected = app.gc.inside(since, until)
         if collected is not None and 1000 * collected[0] > 0.6 * gap:
             verdict = f"a garbage collection of generation {collected[1]}: {1000 * collected[0]:.0f} ms"
+        if since in beat.clock and until in beat.clock:
+            ran = (beat.clock[until][0] - beat.clock[since][0]) / 1e6
+            waited = (beat.clock[until][1] - beat.clock[since][1]) / 1e6
+            verdict = f"the window's thread ran {ran:.1f} ms, waited {waited:.1f} ms for a core"
         lines.append(f"  {gap:6.1f} ms in {phase:<28} {what} ({verdict})")
     return lines
 
@@ -129,8 +144,7 @@ def run_scenario(window: MainWindow, page: FineTunePage, beat: Heartbeat, name: 
         page.stop_training(wait_ms=60_000)
         raise SystemExit(f"{name}: did not finish in 15 minutes")
     beat.phase = "after"
-    worst = max((max(v) for k, v in beat.gaps.items() if k.startswith(name)), default=0.0)
-    return worst
+    return max(beat.gaps.get(f"{name}: training", [0.0]))
 
 
 def main() -> int:
@@ -198,9 +212,10 @@ def main() -> int:
     print("\n".join(attribute(beat, app)) or "  none")
     overall = max(worst.values())
     verdict = "meets" if overall < TARGET_MS else "MISSES"
+    start = max((max(v) for k, v in beat.gaps.items() if k.endswith("start-up")), default=0.0)
     print(
-        f"longest GUI stall during training runs: {overall:.1f} ms — "
-        f"{verdict} the < {TARGET_MS:.0f} ms target"
+        f"longest GUI stall while training: {overall:.1f} ms — {verdict} the < {TARGET_MS:.0f} ms target "
+        f"(while a run starts: {start:.1f} ms, loading the model and the data; no target)"
     )
     return 0
 
