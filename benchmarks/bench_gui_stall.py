@@ -2,7 +2,8 @@
 
 Runs real trainings from the page inside the main window (offscreen) and measures the GUI thread with a
 5 ms heartbeat QTimer: a stall is the gap between two ticks beyond the 5 ms interval. Reported per phase:
-start-up (model load, dataset preparation) and training (steps and validation), as median, p99 and
+start-up (model load, dataset preparation), training (steps and validation, up to the run's last event)
+and results (the page showing the finished run's results while the process ends), as median, p99 and
 maximum tick gap. An idle window is measured first as the baseline. Target: longest stall while training
 < 16 ms, one frame at 60 Hz (the start-up's is printed beside it).
 
@@ -33,7 +34,7 @@ from PySide6.QtCore import QSettings, Qt, QTimer
 
 from cnn_explorer.core.allocator import keep_freed_memory
 from cnn_explorer.core.data import write_animal_dataset
-from cnn_explorer.core.training import RunStarted, StepEnd
+from cnn_explorer.core.training import Finished, RunStarted, StepEnd
 from cnn_explorer.qt.app import freeze_startup_objects, make_app, wait_until
 from cnn_explorer.qt.main_window import MainWindow
 from cnn_explorer.qt.pages.finetune import FineTunePage, choose_data
@@ -104,7 +105,7 @@ def _row(label: str, gaps: list[float]) -> str:
 def attribute(beat: Heartbeat, app: TimedApplication, n: int = 8) -> list[str]:
     """The ``n`` longest stalls of the training phases, each with the longest event delivered inside it."""
     lines = []
-    stalls = sorted((g for g in beat.longest if g[3].endswith("training")), reverse=True)[:n]
+    stalls = sorted((g for g in beat.longest if g[3].endswith(("training", "results"))), reverse=True)[:n]
     for gap, since, until, phase in stalls:
         inside = app.longest_delivery(since, until)
         if inside:
@@ -135,6 +136,8 @@ def run_scenario(window: MainWindow, page: FineTunePage, beat: Heartbeat, name: 
             if isinstance(ev, RunStarted | StepEnd) and not seen_step:
                 seen_step = True
                 beat.phase = f"{name}: training"
+            elif isinstance(ev, Finished):  # (the page shows the results after this batch of events)
+                beat.phase = f"{name}: results"
 
     page.start_training()
     job = page.training_job
@@ -208,14 +211,16 @@ def main() -> int:
             print(_row(phase, gaps))
     print("where the GUI thread's time went during training (event deliveries, most time first):")
     print("\n".join(app.consumers("training")))
-    print(f"stalls over {TARGET_MS:.0f} ms during training, longest first:")
+    print(f"stalls over {TARGET_MS:.0f} ms while training or showing the results, longest first:")
     print("\n".join(attribute(beat, app)) or "  none")
     overall = max(worst.values())
     verdict = "meets" if overall < TARGET_MS else "MISSES"
     start = max((max(v) for k, v in beat.gaps.items() if k.endswith("start-up")), default=0.0)
+    results = max((max(v) for k, v in beat.gaps.items() if k.endswith("results")), default=0.0)
     print(
-        f"longest GUI stall while training: {overall:.1f} ms — {verdict} the < {TARGET_MS:.0f} ms target "
-        f"(while a run starts: {start:.1f} ms, loading the model and the data; no target)"
+        f"longest GUI stall while training: {overall:.1f} ms — {verdict} the < {TARGET_MS:.0f} ms target\n"
+        f"  (no target: while a run starts, loading the model and the data, {start:.1f} ms; once it has "
+        f"finished, while its results appear, {results:.1f} ms)"
     )
     return 0
 
