@@ -368,15 +368,19 @@ def _say_error(exc: Exception, dist: DistContext) -> None:
     """An error that every process has (rank 0 found it) is said once, by rank 0; one that a single process
     met is said by that process, with its rank.
 
-    Every process stops on a shared error, so they wait for each other and end together: torchrun ends
-    the processes still running once one has ended with an error, and would report them as killed
-    (SIGTERM) instead of with their own exit code."""
+    Every process stops on a shared error, so they wait for each other and end together. torchrun sends
+    SIGTERM to the processes still running once one has ended with an error, and would report them as
+    killed instead of with their own exit code; waiting together narrows that race, and from then on each
+    process, already on its way out, ignores that SIGTERM, so what torchrun reports is each one's own code
+    (a barrier alone still lost the race about one run in ten: ``test_distributed``)."""
     shared = getattr(exc, "shared_by_ranks", False)
     if dist.is_main or not shared:
         prefix = "" if dist.is_main else f"[process {dist.rank}] "
         print(f"error: {prefix}{exc}", file=sys.stderr)
     if shared:
         dist.barrier()
+        if dist.enabled:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (torchrun sends SIGKILL after 30 s regardless)
 
 
 def _drain(events) -> int:

@@ -169,3 +169,38 @@ def test_finetune_linear_probe_at_a_layer_with_the_notes_settings(tiny_folder: P
     assert "layer3" in err and "_blocks.7" in err  # names the valid layers
     assert run_cli("finetune", tiny_folder, "--lr-mult", "2", "--quiet", "--out", tmp_path / "bad2") == 2
     assert "LR factor" in capsys.readouterr().err
+
+
+class _Group:
+    """A torchrun process's view of its group, without one: rank and size, and barriers counted."""
+
+    def __init__(self, rank: int) -> None:
+        self.enabled, self.rank, self.is_main, self.barriers = True, rank, rank == 0, 0
+
+    def barrier(self) -> None:
+        self.barriers += 1
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_an_error_every_process_shares_ends_them_together_with_their_own_exit_code(rank, capsys):
+    """They wait for each other, rank 0 alone says it, and from then on torchrun's SIGTERM (sent to
+    whoever is still running once one has ended) cannot turn a process's exit code 2 into "killed"."""
+    error = ValueError("batch size must be at least 4")
+    error.shared_by_ranks = True
+    group = _Group(rank)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        cli_train._say_error(error, group)
+        assert group.barriers == 1 and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    said = capsys.readouterr().err
+    assert said == ("error: batch size must be at least 4\n" if rank == 0 else "")
+
+
+def test_an_error_of_one_process_is_said_by_it_and_leaves_sigterm_alone(capsys):
+    group = _Group(1)
+    before = signal.getsignal(signal.SIGTERM)
+    cli_train._say_error(OSError("disk full"), group)
+    assert group.barriers == 0 and signal.getsignal(signal.SIGTERM) is before
+    assert capsys.readouterr().err == "error: [process 1] disk full\n"
