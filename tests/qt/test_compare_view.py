@@ -64,6 +64,25 @@ def test_a_run_opens_beside_its_pretrained_model(compared):
     assert len(page.predictions.rows()) == 5 and not set(n for n, _ in page.predictions.rows()) & set(CLASSES)
 
 
+def test_the_side_panel_gives_each_box_its_room(compared, qtbot):
+    """In compare mode the side panel holds the weight chart, the difference and B's top-5: no box gets
+    less than its own minimum, so the chart's caption sits under its axis instead of over it."""
+    page = compared
+    page.set_layer_by_name("_blocks.8._swish")
+    idle(qtbot, page)
+    chart = page.weight_chart
+    # As a run that changed half its layers says it (the screenshot's run): more lines than the caption's
+    # minimum keeps room for.
+    chart.caption.setText(
+        "50 of 99 layers changed, 48 exactly unchanged (frozen). most: _blocks.15._depthwise_conv "
+        "(0.000709). _fc: new head: 1000→5 outputs. The rest of the backbone did not move at all."
+    )
+    qtbot.wait(50)
+    box = chart.parentWidget()
+    assert box.height() >= box.minimumSizeHint().height()
+    assert chart.caption.y() >= chart.plot_widget.geometry().bottom()
+
+
 def test_frozen_layers_show_exactly_zero_change(compared):
     changes = compared.weight_chart.changes
     assert len(changes) > 50

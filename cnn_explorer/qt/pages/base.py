@@ -22,6 +22,19 @@ class ScrollContent(QWidget):
         return self.minimumSizeHint().height()
 
 
+class WrappedScrollContent(ScrollContent):
+    """A column of boxes whose word-wrapped texts need more lines than the width-free minimum counts
+    (the explorer's side panel): its minimum at a width counts the lines each wrapped label takes there.
+    With the width-free minimum, the layout squeezed a box below its own minimum and its chart and caption
+    drew over each other. (Not for every page: a tab widget's height at a width is its pages' preferred
+    height, which would make pages of charts scroll at any size.)"""
+
+    def heightForWidth(self, width: int) -> int:
+        layout = self.layout()
+        at_width = layout.minimumHeightForWidth(width) if layout is not None else -1
+        return max(self.minimumSizeHint().height(), at_width)
+
+
 def form_scroll(content: QWidget) -> QScrollArea:
     """A form column in a frameless scroll area that scrolls only up and down (a short window scrolls
     the form; it never grows a horizontal bar)."""

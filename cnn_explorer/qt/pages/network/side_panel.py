@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 from cnn_explorer.core.explorer.text import percent_text
 from cnn_explorer.core.features import Prediction
 from cnn_explorer.qt import style
-from cnn_explorer.qt.pages.base import ScrollContent
+from cnn_explorer.qt.pages.base import WrappedScrollContent
 from cnn_explorer.qt.widgets.filter_view import FilterView
 from cnn_explorer.qt.widgets.layer_details import LayerDetails
 from cnn_explorer.qt.widgets.prediction_bars import PredictionBars
@@ -51,7 +51,7 @@ class SidePanel(QScrollArea):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        content = ScrollContent()
+        content = WrappedScrollContent()
         layout = QVBoxLayout(content)
         layout.setContentsMargins(4, 0, 6, 0)
         layout.setSpacing(6)
