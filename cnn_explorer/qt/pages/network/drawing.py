@@ -160,11 +160,13 @@ class Drawing:
         """The chosen channel and the picture with its field on ``sides`` (every active side by default),
         the filters, and in compare mode B − A once both sides show the layer."""
         diff: list[np.ndarray | None] = [None, None]
+        if sides is None:
+            sides = tuple(self.session.active_sides())
         for side in self.session.active_sides():
             sv = self.sides[side]
             prepared, row = sv.shown, self.session.current_row(side)
             channel = self.session.channel_for(side)
-            drawing = sides is None or side in sides
+            drawing = side in sides
             if prepared is not None and prepared.view is not None and row is not None and channel is not None:
                 if drawing:
                     unit = sv.centre.show_channel(prepared.view, channel, self.session.cursor.unit, row.type)
@@ -174,7 +176,7 @@ class Drawing:
                     diff[side] = prepared.view.channel_map(channel)
             if drawing:
                 self._draw_input(side)
-        if sides is None or Side.A in sides:
+        if Side.A in sides:
             self._draw_filters()
         if self.session.comparing:
             if any(
