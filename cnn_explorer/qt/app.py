@@ -29,9 +29,9 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     # Qt's raster painter hands the spans of any fill taller than ~100 lines to a pool of threads and
     # waits for them. While a training run or a model keeps the cores busy, those threads wait for a
-    # core and the window with them: dozens of hand-overs per paint, stalls of 15-30 ms
-    # (bench_gui_stall.py; a progress bar's paint took up to 4 ms, 0.4 ms painted here). The widgets
-    # are small: the window's own thread paints them faster on its own. (Set before Qt first paints.)
+    # core and the window with them: 13-42 hand-overs inside one long stall, a progress bar's paint up
+    # to 5.4 ms (1.2 ms painted here; bench_gui_stall.py runs with and without). The widgets are small:
+    # the window's own thread paints them as fast on its own. (Set before Qt first paints.)
     os.environ.setdefault("QT_NO_GUI_THREADPOOL", "1")
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
     QCoreApplication.setOrganizationName("CNN Explorer")
