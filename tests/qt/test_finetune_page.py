@@ -77,6 +77,12 @@ def curve_length(curve) -> int:
     return 0 if curve.xData is None else len(curve.xData)
 
 
+def planned_epochs(page: FineTunePage) -> float:
+    """The last epoch inside the loss plot's x range (which has 2 % padding either side)."""
+    low, high = page.plots.loss_plot.getViewBox().viewRange()[0]
+    return round(high - (high - low) * 0.02 / 1.04, 6)
+
+
 # -- dataset ---------------------------------------------------------------------------------------
 
 
@@ -175,6 +181,9 @@ def test_live_plots_pause_resume_stop_and_resume_from_history(qtbot, page, anima
     qtbot.mouseClick(page.start_button, Qt.MouseButton.LeftButton)
     assert page.is_training() and not page.start_button.isEnabled() and page.stop_button.isEnabled()
     job = page.training_job
+    # the x axis spans the whole run from the click on, before the run's first event
+    assert page.session.progress.started is None
+    assert planned_epochs(page) == 500
 
     # the plot data grow while it trains, and the progress line counts epochs and steps
     qtbot.waitUntil(lambda: curve_length(page.plots.loss_raw) > 0, timeout=TRAIN_MS)
@@ -218,7 +227,7 @@ def test_live_plots_pause_resume_stop_and_resume_from_history(qtbot, page, anima
     target = summary.epochs_done + 2
     history.epochs_spin.setValue(target)
     qtbot.mouseClick(history.resume_button, Qt.MouseButton.LeftButton)
-    assert page.is_training()
+    assert page.is_training() and planned_epochs(page) == target
     qtbot.waitUntil(lambda: not page.is_training(), timeout=TRAIN_MS)
     idle(qtbot, page)
     assert RunDir(run_dir).read_summary().status == "finished"

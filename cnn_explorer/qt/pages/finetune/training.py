@@ -70,7 +70,9 @@ class TrainingBinding:
         )
         run_dir = new_run_dir(self.runs_folder, config.model, config.strategy)
         job = start_process_job(fit, config, run_dir, scan=scan if same_split else None, name="fine-tune")
-        self._begin_run(job, run_dir, f"Starting {run_dir.name}: loading the model and the images…")
+        self._begin_run(
+            job, run_dir, f"Starting {run_dir.name}: loading the model and the images…", config.epochs
+        )
 
     @Slot(str, int)
     def resume_run(self, path: str, epochs: int) -> None:
@@ -78,9 +80,9 @@ class TrainingBinding:
             return
         run_dir = Path(path)
         job = start_process_job(resume_with_logs, run_dir, epochs, name="fine-tune (resumed)")
-        self._begin_run(job, run_dir, f"Resuming {run_dir.name} to {epochs} epochs…")
+        self._begin_run(job, run_dir, f"Resuming {run_dir.name} to {epochs} epochs…", epochs)
 
-    def _begin_run(self, job: Job, run_dir: Path, message: str) -> None:
+    def _begin_run(self, job: Job, run_dir: Path, message: str, epochs: int) -> None:
         self._train_job = job
         self._stopping = False
         self._run_path = run_dir
@@ -90,6 +92,9 @@ class TrainingBinding:
         self.watch_panel.strip.clear()
         self._view_runner.cancel()
         self.plots.reset()
+        # The x axis is laid out for the whole run now, while it starts: done when its first event comes,
+        # redrawing the three plots' axes at once was the longest stall of training (bench_gui_stall.py).
+        self.plots.plan(epochs)
         self.confusion_view.clear("The confusion matrix appears when the run has finished.")
         self.results.reset_gallery()
         self._set_banner(html.escape(message), "info")
@@ -176,7 +181,7 @@ class TrainingBinding:
         self._show_progress()
 
     def _on_run_started(self, ev: RunStarted) -> None:
-        self.plots.plan(ev.config.epochs)  # (the axes stay put while it trains)
+        self.plots.plan(ev.config.epochs)  # (as planned at the start: the axes stay put while it trains)
         self.progress_bar.setRange(0, max(1, ev.total_steps))
         self.progress_bar.setValue(self.session.progress.steps_done)
         cached = ""
