@@ -44,7 +44,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget
 
 from cnn_explorer.core.ops import format_number
-from cnn_explorer.qt.widgets.plots import set_range_now
+from cnn_explorer.qt.widgets.plots import KeptAxisItem, set_range_now
 
 Rect = tuple[int, int, int, int]  # row, col, height, width (cells)
 
@@ -56,6 +56,23 @@ def _colormap(cmap: str | pg.ColorMap | None) -> pg.ColorMap:
     if isinstance(cmap, pg.ColorMap):
         return cmap
     return pg.colormap.get(cmap or "viridis")
+
+
+class KeptColorBar(pg.ColorBarItem):
+    """pyqtgraph's vertical colour bar, its value axis a :class:`KeptAxisItem`: stepping back to a layer seen
+    before (the same levels) draws the axis from the picture kept for them."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        old = self.axis
+        axis = KeptAxisItem("right")
+        self.setAxisItems({"right": axis})
+        # Set up as ColorBarItem sets up its own value axis (a vertical bar's is on the right).
+        axis.setWidth(old.fixedWidth)
+        axis.setStyle(showValues=True)
+        axis.unlinkFromView()
+        axis.setRange(*self.values)
+        self.axis = axis
 
 
 class MapView(QWidget):
@@ -109,7 +126,7 @@ class MapView(QWidget):
         self._bar_cmap: pg.ColorMap | None = None  # the colour map the bar (and image) were last given
         self._rect: QRectF | None = None  # the view's range as last set
         if colorbar:
-            self.bar = pg.ColorBarItem(
+            self.bar = KeptColorBar(
                 values=(0, 1), colorMap=self._cmap, interactive=False, width=12, colorMapMenu=False
             )
             self._bar_cmap = self._cmap

@@ -1,10 +1,14 @@
-"""What the app's charts share: a plot to read and click, not to pan or zoom, and the caption under it."""
+"""What the app's charts share: a plot to read and click, not to pan or zoom, the caption under it, and
+an axis that keeps the pictures of the ranges it has drawn (``KeptAxisItem``)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import QLabel, QStyleOptionGraphicsItem, QWidget
 
 from cnn_explorer.qt.style import SMALL_MUTED_STYLE
 
@@ -39,3 +43,66 @@ def caption_label(text: str = "") -> QLabel:
     label.setStyleSheet(SMALL_MUTED_STYLE)
     label.setTextFormat(Qt.TextFormat.RichText)
     return label
+
+
+class KeptAxisItem(pg.AxisItem):
+    """An axis that keeps the pictures of the last ``keep`` ranges it drew.
+
+    pyqtgraph lays an axis's ticks and labels out again whenever its range changes, about 1 ms an axis
+    here. The explorer's histogram and colour bar change range with every layer, so stepping back to a
+    layer seen before (whose view is kept) spent some 3 ms of its paint on three axes
+    (``benchmarks/bench_explorer_gui.py``); with this axis it plays the picture it drew for that range.
+    A picture is reused only for the same range and size (the room its labels take shows in its size);
+    any change of style, ticks, scale or log mode forgets them all.
+    """
+
+    def __init__(self, orientation: str, *args: object, keep: int = 48, **kwargs: object) -> None:
+        self._kept: OrderedDict[tuple, object] = OrderedDict()
+        self._keep = keep
+        super().__init__(orientation, *args, **kwargs)
+
+    def kept_count(self) -> int:
+        return len(self._kept)
+
+    def _picture_key(self) -> tuple:
+        size = self.size()
+        return (
+            tuple(self.range),
+            round(size.width()),
+            round(size.height()),
+            self.autoSIPrefixScale,
+        )
+
+    def paint(self, p: QPainter, opt: QStyleOptionGraphicsItem, widget: QWidget | None) -> None:
+        if self.picture is None:
+            key = self._picture_key()
+            kept = self._kept.get(key)
+            if kept is not None:
+                self._kept.move_to_end(key)
+                self.picture = kept
+            else:
+                super().paint(p, opt, widget)  # (lays the axis out into self.picture and plays it)
+                self._kept[key] = self.picture
+                while len(self._kept) > self._keep:
+                    self._kept.popitem(last=False)
+                return
+        super().paint(p, opt, widget)
+
+
+def _forgetting(name: str):
+    base = getattr(pg.AxisItem, name)
+
+    def method(self: KeptAxisItem, *args: object, **kwargs: object) -> object:
+        self._kept.clear()
+        return base(self, *args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = f"``AxisItem.{name}``, forgetting the kept pictures (they show the old settings)."
+    return method
+
+
+for _name in (
+    "setStyle", "setGrid", "setLogMode", "setTickFont", "setPen", "setTextPen", "setTickPen", "setScale",
+    "enableAutoSIPrefix", "setSIPrefixEnableRanges", "setTickDensity", "setTicks", "setTickSpacing",
+):  # fmt: skip
+    setattr(KeptAxisItem, _name, _forgetting(_name))

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from cnn_explorer.core.features import LayerStats
 from cnn_explorer.core.ops import format_number
-from cnn_explorer.qt.widgets.plots import set_range_now
+from cnn_explorer.qt.widgets.plots import KeptAxisItem, set_range_now
 
 _FILL = (74, 127, 193, 170)
 _TOWER = 3.0  # a bin this many times higher than the next one gets its top cut off
@@ -43,7 +43,8 @@ class StatsView(QWidget):
         super().__init__(parent)
         self.stats: LayerStats | None = None
         self.y_clipped = False
-        self.plot = pg.PlotWidget()
+        # (axes that keep their pictures: a layer seen before draws them without laying them out)
+        self.plot = pg.PlotWidget(axisItems={side: KeptAxisItem(side) for side in ("left", "bottom")})
         self.plot.setBackground(None)
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
