@@ -46,7 +46,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
 
-from gui_probe import TimedApplication
+from gui_probe import ThreadClock, TimedApplication, ran_and_waited
 from PySide6.QtCore import QAbstractEventDispatcher, QSettings, Qt, QTimer
 
 from cnn_explorer.qt.app import make_app, wait_until
@@ -65,10 +65,19 @@ class LoopMonitor:
         self.blocks = 0  # times the loop ran out of work (everything posted, paints included, is done)
         QAbstractEventDispatcher.instance().aboutToBlock.connect(self._about_to_block)
         self.ticks: list[float] = []
+        self.clock: dict[float, tuple[int, int]] = {}  # the GUI thread's scheduler clock at each tick
+        self._thread_clock = ThreadClock()
         self.heartbeat = QTimer()
         self.heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
         self.heartbeat.setInterval(5)
-        self.heartbeat.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+        self.heartbeat.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.ticks.append(now)
+        reading = self._thread_clock.read()
+        if reading is not None:
+            self.clock[now] = reading
 
     def _about_to_block(self) -> None:
         self.blocks += 1
@@ -85,14 +94,19 @@ class LoopMonitor:
         return 1000 * (b - a), a, b
 
 
-def what_stalled(app: TimedApplication, gap: tuple[float, float, float]) -> str:
-    """The longest delivery inside a gap: the window's own work, or (if none fills it) waiting."""
+def what_stalled(app: TimedApplication, monitor: LoopMonitor, gap: tuple[float, float, float]) -> str:
+    """The longest delivery inside a gap, and (on Linux) how long the window's thread ran in it and how
+    long it waited for a core; the rest of a gap is up to one heartbeat interval before its work began,
+    or the thread blocked."""
     _ms, since, until = gap
     inside = app.longest_delivery(since, until)
+    clock = ran_and_waited(monitor.clock, since, until)
     if inside is None:
-        return "no delivery over 2 ms in it: waiting for a core or the GIL"
-    busy, receiver, kind = inside
-    return f"its longest delivery {1000 * busy:.1f} ms, {kind} to {receiver}"
+        text = "no delivery over 2 ms in it"
+    else:
+        busy, receiver, kind = inside
+        text = f"its longest delivery {1000 * busy:.1f} ms, {kind} to {receiver}"
+    return f"{text}; {clock}" if clock else text
 
 
 def wait_painted(monitor: LoopMonitor, busy: Callable[[], bool], timeout_s: float = 60.0) -> None:
@@ -230,7 +244,7 @@ def main() -> None:
         print(f"  {'':<22} shown  {summary(res['latency'])}   (wall time until painted)")
         print(
             f"  {'':<22} longest stall (heartbeat gap) {res['gap']:.1f} ms; "
-            f"{what_stalled(app, res['gap_at'])}"
+            f"{what_stalled(app, monitor, res['gap_at'])}"
         )
     print(
         f"  {'hold ↓ (' + str(hold_steps) + ' steps)':<22} call   {summary(hold['call'])}\n"

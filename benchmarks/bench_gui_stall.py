@@ -29,7 +29,7 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from gui_probe import TimedApplication
+from gui_probe import ThreadClock, TimedApplication, ran_and_waited
 from PySide6.QtCore import QSettings, Qt, QTimer
 
 from cnn_explorer.core.allocator import keep_freed_memory
@@ -58,7 +58,7 @@ class Heartbeat:
         self._last = None
         # The GUI thread's scheduler clock at each tick (ns on a core, ns waiting for one), Linux only.
         self.clock: dict[float, tuple[int, int]] = {}
-        self._schedstat = None
+        self._thread_clock = ThreadClock()
 
     @property
     def phase(self) -> str:
@@ -70,12 +70,9 @@ class Heartbeat:
 
     def _tick(self) -> None:
         now = time.perf_counter()
-        if self._schedstat is None and os.path.exists("/proc/thread-self/schedstat"):
-            self._schedstat = open("/proc/thread-self/schedstat")  # noqa: SIM115 (read at every tick)
-        if self._schedstat is not None:
-            self._schedstat.seek(0)
-            ran, waited, _ = self._schedstat.read().split()
-            self.clock[now] = (int(ran), int(waited))
+        reading = self._thread_clock.read()
+        if reading is not None:
+            self.clock[now] = reading
         if self._last is not None:
             gap = (now - self._last) * 1000
             self.gaps.setdefault(self.phase, []).append(gap)
@@ -117,10 +114,7 @@ def attribute(beat: Heartbeat, app: TimedApplication, n: int = 8) -> list[str]:
         collected = app.gc.inside(since, until)
         if collected is not None and 1000 * collected[0] > 0.6 * gap:
             verdict = f"a garbage collection of generation {collected[1]}: {1000 * collected[0]:.0f} ms"
-        if since in beat.clock and until in beat.clock:
-            ran = (beat.clock[until][0] - beat.clock[since][0]) / 1e6
-            waited = (beat.clock[until][1] - beat.clock[since][1]) / 1e6
-            verdict = f"the window's thread ran {ran:.1f} ms, waited {waited:.1f} ms for a core"
+        verdict = ran_and_waited(beat.clock, since, until) or verdict
         lines.append(f"  {gap:6.1f} ms in {phase:<28} {what} ({verdict})")
     return lines
 

@@ -10,11 +10,40 @@ bench_explorer_gui.py; create it before anything else makes a QApplication.
 from __future__ import annotations
 
 import gc
+import os
 import statistics
 import time
 
 from PySide6.QtCore import QEvent, QObject
 from PySide6.QtWidgets import QApplication
+
+
+class ThreadClock:
+    """The calling thread's scheduler clock on Linux (``/proc/thread-self/schedstat``): nanoseconds it
+    has run on a core and nanoseconds it was ready but waited for one. Read it on the thread it is for
+    (the first read opens the file); elsewhere ``read`` returns None."""
+
+    def __init__(self) -> None:
+        self._file = None
+        self._available = os.path.exists("/proc/thread-self/schedstat")
+
+    def read(self) -> tuple[int, int] | None:
+        if not self._available:
+            return None
+        if self._file is None:
+            self._file = open("/proc/thread-self/schedstat")  # noqa: SIM115 (read at every tick)
+        self._file.seek(0)
+        ran, waited, _ = self._file.read().split()
+        return int(ran), int(waited)
+
+
+def ran_and_waited(clock: dict[float, tuple[int, int]], since: float, until: float) -> str:
+    """ "the window's thread ran X ms, waited Y ms for a core" between two ticks of a clock record."""
+    if since not in clock or until not in clock:
+        return ""
+    ran = (clock[until][0] - clock[since][0]) / 1e6
+    waited = (clock[until][1] - clock[since][1]) / 1e6
+    return f"the window's thread ran {ran:.1f} ms, waited {waited:.1f} ms for a core"
 
 
 class GcProbe:
