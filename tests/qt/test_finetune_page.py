@@ -183,7 +183,7 @@ def test_live_plots_pause_resume_stop_and_resume_from_history(qtbot, page, anima
     job = page.training_job
     # the x axis spans the whole run from the click on, before the run's first event
     assert page.session.progress.started is None
-    assert planned_epochs(page) == 500
+    assert planned_epochs(page) == 500 and not page.plots.empty_text.isVisible()  # (no "Start a run")
 
     # the plot data grow while it trains, and the progress line counts epochs and steps
     qtbot.waitUntil(lambda: curve_length(page.plots.loss_raw) > 0, timeout=TRAIN_MS)

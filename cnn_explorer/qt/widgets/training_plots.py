@@ -142,7 +142,7 @@ class TrainingPlots(QWidget):
         set_range_now(self.loss_plot.getViewBox(), xRange=(0, self._x_extent), padding=0.02)
         for plot in (self.acc_plot, self.lr_plot):  # (linked: their ranges followed; apply them too)
             plot.getViewBox().updateMatrix()
-        self.empty_text.setPos(self._x_extent / 2, 0.5)  # (until the first step: in the middle)
+        self.empty_text.hide()  # (a run is on its way: its curves, not the hint, come next)
 
     def reset(self) -> None:
         """No data; the x axis follows the data again until the next :meth:`plan`."""
@@ -151,7 +151,6 @@ class TrainingPlots(QWidget):
             plot.enableAutoRange(axis="x", enable=True)
         for plot in (self.loss_plot, self.lr_plot):  # (the accuracy axis is always 0–100 %)
             plot.enableAutoRange(axis="y", enable=True)
-        self.empty_text.setPos(0.5, 0.5)
         self._clear()
 
     def _clear(self) -> None:
