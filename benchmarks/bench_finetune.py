@@ -12,7 +12,8 @@
    validation pass.
 3. The feature extractor's epoch time with and without the embedding cache.
 
-Runs alternate (plain, fit, plain, fit, ...) so slow phases of a shared machine hit both alike.
+Runs alternate, who goes first swapping every round (plain, fit; fit, plain; ...), so slow phases of a
+shared machine hit both alike; the verdict is the median of the rounds' ratios.
 Data: the bundled animal silhouettes written as an image folder in a temp directory.
 """
 
@@ -143,9 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         plain, ours = [], []
         round_ratios: list[float] = []  # each round's plain / fit median step time
-        for r in range(args.rounds):
-            plain.append(plain_run(base, root, scan))
-            ours.append(fit_run(base, Path(tmp) / f"run{r}", scan))
+        for r in range(args.rounds):  # (who goes first swaps every round)
+            if r % 2:
+                ours.append(fit_run(base, Path(tmp) / f"run{r}", scan))
+                plain.append(plain_run(base, root, scan))
+            else:
+                plain.append(plain_run(base, root, scan))
+                ours.append(fit_run(base, Path(tmp) / f"run{r}", scan))
             p_med, o_med = statistics.median(step_times(plain[-1:])), statistics.median(step_times(ours[-1:]))
             round_ratios.append(p_med / o_med)
             print(
@@ -184,9 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'feature extractor, epoch time':36} {'no cache':>11} {'cache':>9} {'speed-up':>9}")
     print(f"{'  first epoch, s':36} {u_first:>11.2f} {c_first:>9.2f} {u_first / c_first:>8.1f}x")
     print(f"{'  later epochs (median), s':36} {u_later:>11.2f} {c_later:>9.3f} {u_later / c_later:>8.1f}x")
-    verdict = "OK" if ratio >= TARGET else "BELOW TARGET"
-    print(f"\nfit() training throughput ratio {ratio:.2f}: {verdict}")
-    return 0 if ratio >= TARGET else 1
+    # The verdict is on the median of the rounds' ratios: each round's two runs are next to each other,
+    # so a busy spell of the machine moves one round, where it would move the steps pooled over rounds.
+    per_round = statistics.median(round_ratios)
+    verdict = "OK" if per_round >= TARGET else "BELOW TARGET"
+    print(
+        f"\nfit() training throughput ratio (median of the rounds) {per_round:.2f}: {verdict} "
+        f"(steps pooled over the rounds: {ratio:.2f})"
+    )
+    return 0 if per_round >= TARGET else 1
 
 
 if __name__ == "__main__":
