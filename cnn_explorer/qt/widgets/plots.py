@@ -74,19 +74,19 @@ class KeptAxisItem(pg.AxisItem):
         )
 
     def paint(self, p: QPainter, opt: QStyleOptionGraphicsItem, widget: QWidget | None) -> None:
+        new_key = None
         if self.picture is None:
             key = self._picture_key()
-            kept = self._kept.get(key)
-            if kept is not None:
-                self._kept.move_to_end(key)
-                self.picture = kept
+            self.picture = self._kept.get(key)
+            if self.picture is None:
+                new_key = key
             else:
-                super().paint(p, opt, widget)  # (lays the axis out into self.picture and plays it)
-                self._kept[key] = self.picture
-                while len(self._kept) > self._keep:
-                    self._kept.popitem(last=False)
-                return
-        super().paint(p, opt, widget)
+                self._kept.move_to_end(key)
+        super().paint(p, opt, widget)  # (lays the axis out into self.picture if none was kept, plays it)
+        if new_key is not None:
+            self._kept[new_key] = self.picture
+            while len(self._kept) > self._keep:
+                self._kept.popitem(last=False)
 
 
 def _forgetting(name: str):
