@@ -86,8 +86,11 @@ def fp32_hooks(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     return outputs
 
 
-def keep_only(model: torch.nn.Module, x: torch.Tensor, hooked: list[torch.nn.Module]) -> list[object]:
-    """The capture's pass and nothing more: each wrapped step's output kept in a list."""
+def keep_only(
+    model: torch.nn.Module, x: torch.Tensor, hooked: list[torch.nn.Module], modules: list[torch.nn.Module]
+) -> list[object]:
+    """The capture's pass and nothing more: each wrapped step's output kept in a list (``hooked`` and
+    ``modules`` are the capture's plan's, as the capture uses them)."""
     kept: list[object] = []
 
     def note(_module: torch.nn.Module, _args: tuple, output: object) -> None:
@@ -95,7 +98,7 @@ def keep_only(model: torch.nn.Module, x: torch.Tensor, hooked: list[torch.nn.Mod
 
     wrapped = _wrap_forwards(hooked, note)
     try:
-        with eval_mode(model, list(model.modules())), torch.no_grad():
+        with eval_mode(model, modules), torch.no_grad():
             model(x)
     finally:
         _unwrap_forwards(wrapped)
@@ -139,10 +142,10 @@ def compare(names: list[str], pixels: np.ndarray, repeat: int) -> dict[str, dict
         def copy_all(model=model, x=x) -> None:
             capture_activations(model, x)
 
-        hooked = _plan_for(model, table, tuple(x.shape[1:])).hooked  # (the modules the capture wraps)
+        plan = _plan_for(model, table, tuple(x.shape[1:]))  # (the capture's own: what it wraps and checks)
 
-        def keep(model=model, x=x, hooked=hooked) -> None:
-            keep_only(model, x, hooked)
+        def keep(model=model, x=x, plan=plan) -> None:
+            keep_only(model, x, plan.hooked, plan.modules)
 
         fns = dict(zip(VARIANTS, (bare, capture, capture_read, hooks, copy_all, keep), strict=True))
         for _ in range(3):  # warm-up: allocator, oneDNN kernels, lazy init
